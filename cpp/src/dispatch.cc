@@ -1,0 +1,38 @@
+// The ONE place that chooses kernels. Each family keeps a list of every table compiled into this
+// build (reference first, then ascending ISA level); the dispatched table is the highest-level
+// entry whose ISA is enabled (CPU support, capped by EDGEPACK_ISA). Tests and benchmarks walk
+// the same lists, so a kernel is tested and timed by being listed here.
+#include "kernels_internal.h"
+
+namespace edgepack {
+namespace {
+
+template <class T>
+const T& pick(const std::vector<T>& list) {
+  const T* best = &list.front();
+  for (const T& k : list)
+    if (isa_enabled(k.isa)) best = &k;
+  return *best;
+}
+
+}  // namespace
+
+const std::vector<QuantKernels>& quant_kernel_list() {
+  static const std::vector<QuantKernels> list{
+      quant_kernels_ref(),
+#if defined(EDGEPACK_ARCH_X86)
+      quant_kernels_avx2(),
+#endif
+#if defined(EDGEPACK_ARCH_ARM)
+      quant_kernels_neon(),
+#endif
+  };
+  return list;
+}
+
+const QuantKernels& quant_kernels() {
+  static const QuantKernels& k = pick(quant_kernel_list());
+  return k;
+}
+
+}  // namespace edgepack

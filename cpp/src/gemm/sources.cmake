@@ -1,0 +1,1 @@
+# GEMM sources: appended by the GEMM work (issue 3).

@@ -1,0 +1,16 @@
+// Per-ISA kernel tables, defined one per source file and collected by dispatch.cc alone.
+#pragma once
+
+#include "edgepack/quant.h"
+
+namespace edgepack {
+
+QuantKernels quant_kernels_ref();
+#if defined(EDGEPACK_ARCH_X86)
+QuantKernels quant_kernels_avx2();
+#endif
+#if defined(EDGEPACK_ARCH_ARM)
+QuantKernels quant_kernels_neon();
+#endif
+
+}  // namespace edgepack

@@ -1,0 +1,1 @@
+# Sparse sources: appended by the sparse work (issue 4).

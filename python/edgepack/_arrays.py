@@ -1,0 +1,65 @@
+"""Array plumbing shared by the kernel wrappers: numpy arrays and CPU torch tensors in (zero-copy
+where the layout allows), the same kind out. No math lives here."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Union
+
+import numpy as np
+
+ArrayLike = Union[np.ndarray, "Any"]  # np.ndarray or torch.Tensor
+
+
+def is_torch(x: object) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def to_numpy(x: object, name: str, dtypes: tuple[type, ...] | None = None) -> np.ndarray:
+    """Return a C-contiguous numpy view (or copy, for strided input) of `x`.
+
+    Raises TypeError for anything but a numpy array / CPU torch tensor of an allowed dtype, and
+    ValueError for a tensor on another device.
+    """
+    if is_torch(x):
+        t: Any = x
+        if t.device.type != "cpu":
+            raise ValueError(f"{name} is on device '{t.device}'; edgepack kernels run on CPU tensors")
+        if t.is_quantized:
+            raise TypeError(f"{name} is a torch quantized tensor; pass its int_repr() instead")
+        arr = t.detach().resolve_conj().resolve_neg().numpy()
+    elif isinstance(x, np.ndarray):
+        arr = x
+    else:
+        raise TypeError(f"{name} must be a numpy array or a torch tensor, got {type(x).__name__}")
+    if dtypes is not None and arr.dtype.type not in dtypes:
+        want = " or ".join(np.dtype(d).name for d in dtypes)
+        raise TypeError(f"{name} must have dtype {want}, got {arr.dtype}")
+    return np.ascontiguousarray(arr)
+
+
+def like(out: np.ndarray, ref: object) -> ArrayLike:
+    """Wrap `out` as the same kind of array as `ref` (torch tensor in -> torch tensor out)."""
+    if is_torch(ref):
+        import torch
+
+        return torch.from_numpy(out)
+    return out
+
+
+def check_dtype_name(dtype: str) -> str:
+    if dtype not in ("int8", "uint8"):
+        raise ValueError(f"dtype must be 'int8' or 'uint8', got {dtype!r}")
+    return dtype
+
+
+def normalize_axis(axis: int | None, ndim: int) -> int:
+    """Per-channel axis, negative allowed; -1 is returned for per-tensor (axis=None)."""
+    if axis is None:
+        return -1
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise TypeError(f"axis must be an int or None, got {type(axis).__name__}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"axis {axis} is out of range for an array with {ndim} dimensions")
+    return int(axis) % ndim
