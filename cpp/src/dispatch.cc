@@ -35,4 +35,16 @@ const QuantKernels& quant_kernels() {
   return k;
 }
 
+const std::vector<GemmKernels>& gemm_kernel_list() {
+  static const std::vector<GemmKernels> list{
+      gemm_kernels_ref(),
+  };
+  return list;
+}
+
+const GemmKernels& gemm_kernels() {
+  static const GemmKernels& k = pick(gemm_kernel_list());
+  return k;
+}
+
 }  // namespace edgepack

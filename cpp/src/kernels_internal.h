@@ -1,6 +1,7 @@
 // Per-ISA kernel tables, defined one per source file and collected by dispatch.cc alone.
 #pragma once
 
+#include "edgepack/gemm.h"
 #include "edgepack/quant.h"
 
 namespace edgepack {
@@ -12,5 +13,8 @@ QuantKernels quant_kernels_avx2();
 #if defined(EDGEPACK_ARCH_ARM)
 QuantKernels quant_kernels_neon();
 #endif
+
+GemmKernels gemm_kernels_ref();
+// Per-ISA GEMM tables: declare each here, guarded by EDGEPACK_ARCH_X86 / EDGEPACK_ARCH_ARM.
 
 }  // namespace edgepack
