@@ -2,4 +2,4 @@
 list(APPEND EP_SRC_COMMON cpp/src/gemm/gemm_ref.cc)
 list(APPEND EP_SRC_NEON cpp/src/gemm/qu8_gemm_4x16c4_neon.cc)
 list(APPEND EP_SRC_NEONDOT cpp/src/gemm/qs8_gemm_4x16c4_neondot.cc)
-list(APPEND EP_SRC_I8MM cpp/src/gemm/qu8_gemm_4x16c8_i8mm.cc)
+list(APPEND EP_SRC_I8MM cpp/src/gemm/qu8_gemm_8x16c8_i8mm.cc)
