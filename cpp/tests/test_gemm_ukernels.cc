@@ -62,7 +62,8 @@ bool check_one(const GemmKernels& ref, const GemmKernels& k, std::size_t mr, std
       a_u8[m * lda + j] = j < kp ? a_value(fa, j) : static_cast<uint8_t>(eptest::rng()() & 0xFF);
     }
   for (std::size_t i = 0; i < a_bytes; ++i)
-    a_buf[a_offset + i] = k.a_format == AFormat::kS8 ? static_cast<uint8_t>(a_u8[i] ^ 0x80) : a_u8[i];
+    a_buf[a_offset + i] =
+        k.a_format == AFormat::kS8 ? static_cast<uint8_t>(a_u8[i] ^ 0x80) : a_u8[i];
   std::vector<int8_t> panel(kp / 4 * 4 * kNR);
   for (std::size_t i = 0; i < panel.size(); ++i) panel[i] = b_value(fb, i);
 
@@ -73,7 +74,8 @@ bool check_one(const GemmKernels& ref, const GemmKernels& k, std::size_t mr, std
   if (k.a_format == AFormat::kS8)
     for (std::size_t n = 0; n < kNR; ++n) {
       int64_t colsum = 0;
-      for (std::size_t kk = 0; kk < kp; ++kk) colsum += panel[(kk / 4) * (4 * kNR) + n * 4 + kk % 4];
+      for (std::size_t kk = 0; kk < kp; ++kk)
+        colsum += panel[(kk / 4) * (4 * kNR) + n * 4 + kk % 4];
       for (std::size_t m = 0; m < mr; ++m)
         want[m * kNR + n] = static_cast<int32_t>(static_cast<uint32_t>(
             static_cast<uint64_t>(int64_t{want[m * kNR + n]} - 128 * colsum)));
@@ -126,13 +128,17 @@ TEST(gemm_ukernels_random_match_reference) {
   EXPECT(ref.isa == Isa::kScalar && ref.a_format == AFormat::kU8) << "reference must be first";
   for (const GemmKernels* k : runnable("random")) {
     int bad = 0;
-    for (std::size_t kp : depths())
-      for (std::size_t mr = 1; mr <= k->max_mr && bad < 5; ++mr) {
-        const std::size_t lda_pad = (kp + mr) % 3 == 0 ? 0 : 1 + (kp * 7 + mr) % 37;
-        const std::size_t a_off = (kp / 8 + mr) % 2;
-        const std::size_t ldc_pad = mr % 2 ? 0 : 3 + kp % 5;
-        if (!check_one(ref, *k, mr, kp, lda_pad, a_off, ldc_pad, Fill::kRandom, Fill::kRandom)) ++bad;
-      }
+    for (std::size_t trial = 0; trial < 3; ++trial)
+      for (std::size_t kp : depths())
+        for (std::size_t mr = 1; mr <= k->max_mr && bad < 5; ++mr) {
+          // lda == kp sometimes, else strided by 1..37 bytes; A misaligned by 0..3 bytes.
+          const std::size_t lda_pad =
+              (kp + mr + trial) % 3 == 0 ? 0 : 1 + (kp * 7 + mr + trial) % 37;
+          const std::size_t a_off = (kp / 8 + mr + trial) % 4;
+          const std::size_t ldc_pad = (mr + trial) % 2 ? 0 : 3 + kp % 5;
+          if (!check_one(ref, *k, mr, kp, lda_pad, a_off, ldc_pad, Fill::kRandom, Fill::kRandom))
+            ++bad;
+        }
   }
 }
 
@@ -156,7 +162,8 @@ TEST(gemm_ukernels_max_depth_match_reference) {
   const GemmKernels& ref = gemm_kernel_list().front();
   for (const GemmKernels* k : runnable("max depth"))
     for (Fill fa : {Fill::kHigh, Fill::kLow})
-      for (Fill fb : {Fill::kHigh, Fill::kLow}) check_one(ref, *k, k->max_mr, kMaxK, 8, 0, 0, fa, fb);
+      for (Fill fb : {Fill::kHigh, Fill::kLow})
+        check_one(ref, *k, k->max_mr, kMaxK, 8, 0, 0, fa, fb);
 }
 
 // On ARM every level the CPU supports has a GEMM kernel, and dispatch picks the selected one,
