@@ -289,6 +289,9 @@ def test_gradual_pruner_in_a_training_loop():
     assert seen[12] == pytest.approx(0.9)
     assert all(seen[a] < seen[b] for a, b in zip(sorted(seen), sorted(seen)[1:]))
     assert gp.state_dict() == {"last_step": 15}
+    for m in (model[0], model[3], model[5]):  # one mask per layer, not one per pruning step
+        hooks = list(m._forward_pre_hooks.values())
+        assert len(hooks) == 1 and isinstance(hooks[0], torch.nn.utils.prune.CustomFromMask)
 
 
 def test_gradual_pruner_blocks_and_n_of_m():
@@ -310,9 +313,8 @@ def test_gradual_pruner_blocks_and_n_of_m():
     gp.step(0)
     assert prune.sparsity_report(model).zeros == 0
     gp.step(1)  # sparsity(1) = 0.5 - 0.5 * (2/3)^3 = 0.35 -> 1 of every 4 pruned
-    assert prune.sparsity_report(model).layers[0].structure == "3:4" or (
-        prune.sparsity_report(model).sparsity == pytest.approx(0.25)
-    )
+    rep = prune.sparsity_report(model)
+    assert rep.layers[0].structure == "3:4" and rep.sparsity == pytest.approx(0.25)
     gp.step(3)
     rep = prune.sparsity_report(model)
     assert rep.sparsity == pytest.approx(0.5) and rep.layers[0].structure == "2:4"
@@ -555,6 +557,14 @@ def test_channels_refuses_residual_naming_nodes():
     small = prune.channels(model, 0.5, example_input=x, layers=["conv1"])
     assert small.conv1.out_channels == 4 and small.conv2.in_channels == 4
     assert small.conv2.out_channels == 8
+
+
+def test_channels_verification_catches_a_wrong_shrink(monkeypatch):
+    model = bn_cnn(padding=0)
+    x = torch.randn(2, 3, 12, 12)
+    monkeypatch.setattr(prune.structured, "_absorb", lambda *args: None)  # forget the BN shift
+    with pytest.raises(RuntimeError, match="verification failed"):
+        prune.channels(model, 0.5, example_input=x)
 
 
 def test_channels_misc_errors():

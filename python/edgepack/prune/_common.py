@@ -11,7 +11,7 @@ import fnmatch
 import itertools
 import math
 from collections.abc import Iterable, Sequence
-from typing import Union
+from typing import Optional, Union
 
 import torch
 from torch import nn
@@ -163,17 +163,31 @@ def smallest(scores: torch.Tensor, k: int) -> torch.Tensor:
     return torch.argsort(scores, stable=True)[:k]
 
 
+def _weight_hook(module: nn.Module) -> Optional[tprune.BasePruningMethod]:
+    for hook in module._forward_pre_hooks.values():
+        if isinstance(hook, tprune.BasePruningMethod) and hook._tensor_name == "weight":
+            return hook
+    return None
+
+
 def apply_masks(plan: Sequence[tuple[nn.Module, torch.Tensor]]) -> None:
     """Install masks through torch.nn.utils.prune (weight = weight_orig * weight_mask).
 
-    custom_from_mask is a 'global' method, so on an already pruned layer torch multiplies the new
-    mask into the old one; callers pass masks that already contain the old zeros, so the product
-    is exactly the planned mask.
+    The first time a layer is pruned, custom_from_mask sets up the parametrization. Later calls
+    write the new mask into the existing ``weight_mask`` buffer (callers pass masks that already
+    contain the old zeros) instead of stacking another method into a PruningContainer, which
+    would keep one full-size mask per call alive (hundreds over a gradual schedule).
     """
     for module, mask in plan:
-        weight = getattr(module, "weight_orig", None)
-        if weight is None:
-            weight = module.weight
+        hook = _weight_hook(module)
+        old = getattr(module, "weight_mask", None)
+        if hook is not None and isinstance(old, torch.Tensor):
+            with torch.no_grad():
+                old.copy_(mask.to(dtype=old.dtype))
+            # what the forward pre-hook would do: refresh the attribute used until then
+            module.weight = hook.apply_mask(module)
+            continue
+        weight = module.weight
         assert isinstance(weight, torch.Tensor)
         tprune.custom_from_mask(module, "weight", mask.to(dtype=weight.dtype))
 

@@ -316,7 +316,7 @@ def _masked_model(
                     if bn.affine:
                         _req(bn, "weight")[removed] = 0
                         _req(bn, "bias")[removed] = 0
-                    else:  # no affine: zero the normalized channel via its statistics
+                    elif bn.track_running_stats:  # zero the normalized channel via its stats
                         _req(bn, "running_mean")[removed] = 0
                         _req(bn, "running_var")[removed] = float("inf")
     return masked
