@@ -598,3 +598,25 @@ def test_channels_of_masked_model_does_not_touch_input():
     small = prune.channels(model, 0.25, example_input=x)
     assert _same_state(model, state) and hasattr(model[0], "weight_mask")
     assert not hasattr(small[0], "weight_mask") and small[0].out_channels == 24
+
+
+def test_channels_output_layer_behind_layernorm_is_left_alone():
+    torch.manual_seed(8)
+    model = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 6), nn.LayerNorm(6))
+    x = torch.randn(4, 8)
+    small = prune.channels(model, 0.5, example_input=x)
+    assert (small[0].out_features, small[2].in_features, small[2].out_features) == (8, 8, 6)
+    with torch.no_grad():
+        assert torch.allclose(small(x), _masked(model, ["0"], 0.5)(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("amount", [0.0, 0.1, 0.3, 0.7, 0.9, 0.99])
+def test_channels_amounts(amount):
+    model = bn_cnn(padding=0)
+    x = torch.randn(2, 3, 12, 12)
+    small = prune.channels(model, amount, example_input=x).eval()
+    expect = [8 - min(round(amount * 8), 7), 12 - min(round(amount * 12), 11)]
+    assert [small[0].out_channels, small[3].out_channels] == expect
+    with torch.no_grad():
+        ref = _masked(model, ["0", "3"], amount)
+        assert torch.allclose(small(x), ref(x), rtol=1e-5, atol=1e-5)

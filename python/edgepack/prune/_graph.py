@@ -68,7 +68,6 @@ class Chain:
     batchnorms: list[fx.Node] = field(default_factory=list)
     consumers: list[Consumer] = field(default_factory=list)
     blockers: list[tuple[fx.Node, str]] = field(default_factory=list)
-    reaches_output: bool = False
 
 
 def describe(node: fx.Node) -> str:
@@ -124,6 +123,21 @@ class ChannelGraph:
             and not isinstance(self.module(n), nn.modules.linear.NonDynamicallyQuantizableLinear)
         ]
 
+    def reaches_output(self, producer: fx.Node) -> bool:
+        """Whether the model output depends on this layer other than through another
+        Linear/Conv2d: then it is an output layer (its channels are outputs, or are mixed into
+        them by e.g. a LayerNorm) and channel removal must leave it alone."""
+        layers = set(self.producers())
+        stack, seen = [producer], {producer}
+        while stack:
+            for user in stack.pop().users:
+                if user.op == "output":
+                    return True
+                if user not in seen and user not in layers:
+                    seen.add(user)
+                    stack.append(user)
+        return False
+
     def _usage_problem(self, node: fx.Node) -> Optional[str]:
         """Modules whose parameters we slice must be called once and not read via get_attr."""
         name = str(node.target)
@@ -160,7 +174,7 @@ class ChannelGraph:
     def _step(self, src: fx.Node, user: fx.Node, layout: Layout, chain: Chain) -> Optional[Layout]:
         """Classify one use of the channels; returns the layout to keep walking with, or None."""
         if user.op == "output":
-            chain.reaches_output = True
+            chain.blockers.append((user, "the channels are model outputs"))
             return None
         per_channel_4d = not layout.flat and layout.rank == 4 and layout.dim == 1
         mod = self.module(user)
