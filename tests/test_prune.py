@@ -620,3 +620,18 @@ def test_channels_amounts(amount):
     with torch.no_grad():
         ref = _masked(model, ["0", "3"], amount)
         assert torch.allclose(small(x), ref(x), rtol=1e-5, atol=1e-5)
+
+
+def test_channels_mlp_with_batchnorm1d():
+    torch.manual_seed(9)
+    model = nn.Sequential(
+        nn.Linear(10, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 3)
+    )
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-1, 1)
+        model[1].bias.uniform_(0.2, 0.8)
+    x = torch.randn(4, 10)
+    small = prune.channels(model, 0.5, example_input=x).eval()
+    assert (small[0].out_features, small[1].num_features, small[4].in_features) == (8, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(small(x), _masked(model, ["0"], 0.5)(x), rtol=1e-5, atol=1e-5)

@@ -111,23 +111,25 @@ class ChannelGraph:
             elif node.op == "get_attr":
                 owner = str(node.target).rsplit(".", 1)[0] if "." in str(node.target) else ""
                 self.attr_reads.setdefault(owner, []).append(node)
+        self._producers = [
+            n
+            for n in gm.graph.nodes
+            if isinstance(self.module(n), (nn.Linear, nn.Conv2d))
+            and not isinstance(self.module(n), nn.modules.linear.NonDynamicallyQuantizableLinear)
+        ]
 
     def module(self, node: fx.Node) -> Optional[nn.Module]:
         return self.modules.get(str(node.target)) if node.op == "call_module" else None
 
     def producers(self) -> list[fx.Node]:
-        return [
-            n
-            for n in self.gm.graph.nodes
-            if isinstance(self.module(n), (nn.Linear, nn.Conv2d))
-            and not isinstance(self.module(n), nn.modules.linear.NonDynamicallyQuantizableLinear)
-        ]
+        """Calls of prunable layers (nn.Linear / nn.Conv2d), in graph order."""
+        return list(self._producers)
 
     def reaches_output(self, producer: fx.Node) -> bool:
         """Whether the model output depends on this layer other than through another
         Linear/Conv2d: then it is an output layer (its channels are outputs, or are mixed into
         them by e.g. a LayerNorm) and channel removal must leave it alone."""
-        layers = set(self.producers())
+        layers = set(self._producers)
         stack, seen = [producer], {producer}
         while stack:
             for user in stack.pop().users:
