@@ -635,3 +635,13 @@ def test_channels_mlp_with_batchnorm1d():
     assert (small[0].out_features, small[1].num_features, small[4].in_features) == (8, 8, 8)
     with torch.no_grad():
         assert torch.allclose(small(x), _masked(model, ["0"], 0.5)(x), rtol=1e-5, atol=1e-5)
+
+
+def test_ties_are_broken_by_position_and_remove_is_a_noop_on_dense():
+    model = nn.Sequential(nn.Linear(5, 4))
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+    assert prune.remove(model) is model  # nothing pruned yet: no-op
+    prune.magnitude(model, 0.5)
+    w = model[0].weight.detach().flatten()
+    assert bool((w[:10] == 0).all()) and bool((w[10:] == 1).all())

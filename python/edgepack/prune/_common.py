@@ -157,10 +157,21 @@ def as_matrix(weight: torch.Tensor) -> torch.Tensor:
 
 
 def smallest(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the k smallest scores, ties broken by position (stable, so reproducible)."""
+    """Bool mask of the k smallest of 1-D ``scores``; ties go to the earliest positions.
+
+    kthvalue + a tie fix-up instead of a full argsort: global scope ranks every weight of the
+    model at once, and an argsort's int64 index array would cost 8 bytes per weight.
+    """
+    n = scores.numel()
     if k <= 0:
-        return torch.zeros(0, dtype=torch.long)
-    return torch.argsort(scores, stable=True)[:k]
+        return torch.zeros(n, dtype=torch.bool)
+    if k >= n:
+        return torch.ones(n, dtype=torch.bool)
+    threshold = scores.kthvalue(k).values
+    chosen = scores < threshold
+    ties = (scores == threshold).nonzero().flatten()
+    chosen[ties[: k - int(chosen.sum())]] = True
+    return chosen
 
 
 def _weight_hook(module: nn.Module) -> Optional[tprune.BasePruningMethod]:
