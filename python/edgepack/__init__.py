@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _core
+from . import prune as prune
 from .kernels import choose_qparams, dequantize, quantize, quantize_dynamic
 
 __version__ = "0.1.0"
