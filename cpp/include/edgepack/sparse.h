@@ -29,6 +29,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "edgepack/cpu.h"
@@ -74,6 +75,23 @@ struct SparseView {
 
 class PackedSparse {
  public:
+  PackedSparse() = default;
+  // view_ points into buf_: copies and moves re-point it at their own buffer.
+  PackedSparse(const PackedSparse& o) : buf_(o.buf_), hdr_(o.hdr_) { bind_view(); }
+  PackedSparse(PackedSparse&& o) noexcept : buf_(std::move(o.buf_)), hdr_(o.hdr_) { bind_view(); }
+  PackedSparse& operator=(const PackedSparse& o) {
+    buf_ = o.buf_;
+    hdr_ = o.hdr_;
+    bind_view();
+    return *this;
+  }
+  PackedSparse& operator=(PackedSparse&& o) noexcept {
+    buf_ = std::move(o.buf_);
+    hdr_ = o.hdr_;
+    bind_view();
+    return *this;
+  }
+
   // w: [n][k] int8 row-major; scale: [n] finite > 0; bias: [n] finite or nullptr.
   // Throws std::invalid_argument (message names the argument) on bad input.
   static PackedSparse pack(const int8_t* w, std::size_t n, std::size_t k, const float* scale,

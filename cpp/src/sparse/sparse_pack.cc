@@ -187,6 +187,10 @@ PackedSparse PackedSparse::pack(const int8_t* w, std::size_t n, std::size_t k, c
 }
 
 void PackedSparse::bind_view() {
+  if (buf_.empty()) {  // default-constructed or moved-from
+    view_ = SparseView{};
+    return;
+  }
   const Layout l = layout_of(hdr_);
   const uint8_t* b = buf_.data();
   SparseView& v = view_;
