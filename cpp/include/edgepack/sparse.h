@@ -7,9 +7,10 @@
 //     block is 1 x B: one output row n). K that is not a multiple of B is padded with zero
 //     weights (the kernels read a zero-padded copy of the activations), so any K >= 1 packs.
 //   * A block is stored when any of its B weights is non-zero. Rows are sorted by their block
-//     count (descending, stable) and cut into slices of 16 rows; a slice has as many "steps" as
-//     its longest row, shorter rows are padded with zero blocks (index 0). Sorting keeps padding
-//     near zero, so bytes ~ nnz_blocks * (B + 2).
+//     count (descending, stable, within windows of 128 rows: outputs of a slice stay close) and
+//     cut into slices of 16 rows; a slice has as many "steps" as its longest row, shorter rows
+//     are padded with zero blocks (index 0). Sorting keeps padding small, so bytes ~
+//     nnz_blocks * (B + 2). Loaders accept any permutation (the kernels do not depend on it).
 //   * Step e of a slice holds one block per lane (row): idx[e*16 + lane] (uint16 block column;
 //     Kb <= 16384 because K <= kMaxK) and values in kernel order
 //     values[((e*T + t)*16 + lane)*4 + i] = w[row][(idx*T + t)*4 + i], T = B / 4, i < 4.
@@ -114,19 +115,21 @@ class PackedSparse {
 };
 
 // ---- kernel contract ----------------------------------------------------------------------
-// A tile of mt activation rows is passed transposed in groups of 4 k ("at"): at[(q*ldm + m)*4 + i]
-// = a[m][4q + i] for q < Kb*T, m < ldm (rows m >= mt are zero), encoded per a_format (see gemm.h).
+// A tile of mt activation rows arrives in panels of R = m_granule rows, each transposed in
+// groups of 4 k: at[((p*Q + q)*R + r)*4 + i] = a[p*R + r][4q + i] for Q = Kb*T groups, panels
+// p < ldm/R (rows >= mt are zero), encoded per a_format (see gemm.h). A kernel pass keeps one
+// panel (Q*R*4 bytes, 64 KiB for K = 4096, R = 16) hot while it streams a slice's blocks.
 // For a single row (ldm == 1) this is just the zero-padded row.
 // For slices s in [s_begin, s_end): acc[((s - s_begin)*16 + lane)*ldm + m] = sum over the lane's
-// stored blocks of at . w (raw sums in the kernel's encoding; the driver adds the zero-point
-// correction). Padding lanes produce 0.
+// stored blocks (padding blocks are zero) of at . w: raw sums in the kernel's encoding; the
+// driver adds the zero-point correction. Padding lanes produce 0.
 using SparseKernelFn = void (*)(const SparseView& v, const uint8_t* at, std::size_t ldm,
                                 std::size_t s_begin, std::size_t s_end, int32_t* acc);
 
 struct SparseKernels {
   Isa isa;
   AFormat a_format;
-  std::size_t m_granule;  // ldm for more than one row is a multiple of this
+  std::size_t m_granule;  // R: rows per panel; ldm for more than one row is a multiple of it
   SparseKernelFn run;
 };
 

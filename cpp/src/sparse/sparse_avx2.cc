@@ -6,9 +6,7 @@
 // half by block index, vpmovzxbw / vpmovsxbw both sides, vpmaddwd, vpaddd into accumulators that
 // hold [lane: pair0, pair1] x 4 lanes; vphaddd + vpermq fold them into 8 lane sums.
 //
-// Tiles (ldm = 8..64, transposed in groups of 4 k): per lane (row) and block, the 4 weights are
-// widened once and broadcast (vpbroadcastq), then each 4-row x 4-k activation run (16 bytes) is
-// widened and vpmaddwd-ed into one of up to 8 accumulators (32 rows per pass).
+// Tiles (panels of 8 rows, transposed in groups of 4 k): see panel_pass.
 #include <immintrin.h>
 
 #include <cstring>
@@ -66,51 +64,47 @@ void gemv(const SparseView& v, const uint8_t* a, std::size_t s_begin, std::size_
   }
 }
 
-// One lane's row over NQ groups of 4 tile rows starting at row r0 (NQ even, <= 8).
-template <int NQ>
-void row_tile(const SparseView& v, std::size_t s, std::size_t lane, const uint8_t* at,
-              std::size_t ldm, std::size_t r0, int32_t* out) {
-  __m256i acc[NQ];
-  for (int q = 0; q < NQ; ++q) acc[q] = _mm256_setzero_si256();
-  const std::size_t cnt = v.row_nblk[s * kSparseSlice + lane];
-  const std::size_t e0 = v.slice_ptr[s];
-  const std::size_t stride = ldm * 4;
-  for (std::size_t i = 0; i < cnt; ++i) {
-    const std::size_t e = e0 + i;
-    const std::size_t j = v.idx[e * kSparseSlice + lane];
-    for (std::size_t t = 0; t < v.t; ++t) {
-      int32_t wd;
-      std::memcpy(&wd, v.values + ((e * v.t + t) * kSparseSlice + lane) * 4, 4);
-      const __m256i wb = _mm256_broadcastq_epi64(_mm_cvtepi8_epi16(_mm_cvtsi32_si128(wd)));
-      const uint8_t* ap = at + (j * v.t + t) * stride + r0 * 4;
-      for (int q = 0; q < NQ; ++q)
-        acc[q] = _mm256_add_epi32(
-            acc[q],
-            _mm256_madd_epi16(_mm256_cvtepu8_epi16(
-                                  _mm_loadu_si128(reinterpret_cast<const __m128i*>(ap + q * 16))),
-                              wb));
+// One panel of 8 tile rows against one slice, 4 lanes per pass (8 accumulators): per step, per
+// lane, the 4 weights are widened once and broadcast, and the lane's 32-byte panel run (8 rows x
+// 4 k) is widened in two halves and vpmaddwd-ed. idx and values stream in order.
+void panel_pass(const SparseView& v, std::size_t s, const uint8_t* panel, int32_t* out,
+                std::size_t ldm) {
+  const std::size_t t_count = v.t;
+  for (std::size_t lg = 0; lg < kSparseSlice; lg += 4) {
+    __m256i acc[8];
+    for (int i = 0; i < 8; ++i) acc[i] = _mm256_setzero_si256();
+    for (std::size_t e = v.slice_ptr[s]; e < v.slice_ptr[s + 1]; ++e) {
+      const uint16_t* ix = v.idx + e * kSparseSlice + lg;
+      for (std::size_t t = 0; t < t_count; ++t) {
+        const int8_t* w = v.values + (e * t_count + t) * 64 + lg * 4;
+        for (int l = 0; l < 4; ++l) {
+          int32_t wd;
+          std::memcpy(&wd, w + 4 * l, 4);
+          const __m256i wb = _mm256_broadcastq_epi64(_mm_cvtepi8_epi16(_mm_cvtsi32_si128(wd)));
+          const uint8_t* ap = panel + (std::size_t{ix[l]} * t_count + t) * 32;
+          const __m256i a0 =
+              _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ap)));
+          const __m256i a1 =
+              _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ap + 16)));
+          acc[2 * l] = _mm256_add_epi32(acc[2 * l], _mm256_madd_epi16(a0, wb));
+          acc[2 * l + 1] = _mm256_add_epi32(acc[2 * l + 1], _mm256_madd_epi16(a1, wb));
+        }
+      }
     }
+    for (int l = 0; l < 4; ++l)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + (lg + l) * ldm),
+                          fold_pairs(acc[2 * l], acc[2 * l + 1]));
   }
-  for (int q = 0; q < NQ; q += 2)
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + r0 + q * 4),
-                        fold_pairs(acc[q], acc[q + 1]));
 }
 
 void run(const SparseView& v, const uint8_t* at, std::size_t ldm, std::size_t s_begin,
          std::size_t s_end, int32_t* acc) {
   if (ldm == 1) return gemv(v, at, s_begin, s_end, acc);
+  const std::size_t panel_bytes = std::size_t{v.kb} * v.t * 32;
   for (std::size_t s = s_begin; s < s_end; ++s)
-    for (std::size_t lane = 0; lane < kSparseSlice; ++lane) {
-      int32_t* out = acc + ((s - s_begin) * kSparseSlice + lane) * ldm;
-      std::size_t r0 = 0;
-      for (; r0 + 32 <= ldm; r0 += 32) row_tile<8>(v, s, lane, at, ldm, r0, out);
-      switch ((ldm - r0) / 8) {
-        case 3: row_tile<6>(v, s, lane, at, ldm, r0, out); break;
-        case 2: row_tile<4>(v, s, lane, at, ldm, r0, out); break;
-        case 1: row_tile<2>(v, s, lane, at, ldm, r0, out); break;
-        default: break;
-      }
-    }
+    for (std::size_t p = 0; p < ldm / 8; ++p)
+      panel_pass(v, s, at + p * panel_bytes, acc + (s - s_begin) * kSparseSlice * ldm + p * 8,
+                 ldm);
 }
 
 }  // namespace

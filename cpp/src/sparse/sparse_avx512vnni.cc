@@ -6,9 +6,9 @@
 // vpdpbusd against the 64 value bytes, which the layout already stores in lane order. No
 // horizontal reduction, no per-row loop; two accumulators alternate to hide vpdpbusd latency.
 //
-// Tiles (ldm = 16..64 rows, transposed in groups of 4 k): per lane (row n) and stored block,
-// vpbroadcastd the block's 4 weights and vpdpbusd them against ldm/16 contiguous zmm loads of
-// the activation tile: 64 rows x 4 k = 256 MACs per block for ~6 instructions.
+// Tiles (panels of 16 rows, transposed in groups of 4 k): see panel_pass. 64 MACs per block
+// for one 64-byte load, one broadcast and one vpdpbusd; a panel of K = 4096 is 64 KiB, so it
+// stays in L1/L2 while the slice's blocks stream past.
 #include <immintrin.h>
 
 #include <cstring>
@@ -44,46 +44,38 @@ void gemv(const SparseView& v, const uint8_t* a, std::size_t s_begin, std::size_
   }
 }
 
-// One lane's row over NC chunks of 16 tile rows starting at `a` (already offset by the chunk).
-template <int NC>
-void row_tile(const SparseView& v, std::size_t s, std::size_t lane, const uint8_t* at,
-              std::size_t ldm, std::size_t c0, int32_t* out) {
-  __m512i acc[NC];
-  for (int c = 0; c < NC; ++c) acc[c] = _mm512_setzero_si512();
-  const std::size_t cnt = v.row_nblk[s * kSparseSlice + lane];
-  const std::size_t e0 = v.slice_ptr[s];
-  const std::size_t stride = ldm * 4;
-  for (std::size_t i = 0; i < cnt; ++i) {
-    const std::size_t e = e0 + i;
-    const std::size_t j = v.idx[e * kSparseSlice + lane];
-    for (std::size_t t = 0; t < v.t; ++t) {
-      int32_t wd;
-      std::memcpy(&wd, v.values + ((e * v.t + t) * kSparseSlice + lane) * 4, 4);
-      const __m512i wb = _mm512_set1_epi32(wd);
-      const uint8_t* ap = at + (j * v.t + t) * stride + c0 * 64;
-      for (int c = 0; c < NC; ++c)
-        acc[c] = _mm512_dpbusd_epi32(acc[c], _mm512_loadu_si512(ap + c * 64), wb);
+// One panel of 16 tile rows against one slice, step by step: per step and 4-k group, for each
+// of the 16 lanes, vpbroadcastd its 4 weights and vpdpbusd them against the 64-byte panel run
+// (16 rows x 4 k) its block index points at. 16 independent accumulators (one per lane) hide
+// the vpdpbusd latency; idx and values stream in order.
+void panel_pass(const SparseView& v, std::size_t s, const uint8_t* panel, int32_t* out,
+                std::size_t ldm) {
+  __m512i acc[16];
+  for (int l = 0; l < 16; ++l) acc[l] = _mm512_setzero_si512();
+  const std::size_t t_count = v.t;
+  for (std::size_t e = v.slice_ptr[s]; e < v.slice_ptr[s + 1]; ++e) {
+    const uint16_t* ix = v.idx + e * kSparseSlice;
+    for (std::size_t t = 0; t < t_count; ++t) {
+      const int8_t* w = v.values + (e * t_count + t) * 64;
+      for (int l = 0; l < 16; ++l) {
+        int32_t wd;
+        std::memcpy(&wd, w + 4 * l, 4);
+        const uint8_t* ap = panel + (std::size_t{ix[l]} * t_count + t) * 64;
+        acc[l] = _mm512_dpbusd_epi32(acc[l], _mm512_loadu_si512(ap), _mm512_set1_epi32(wd));
+      }
     }
   }
-  for (int c = 0; c < NC; ++c) _mm512_storeu_si512(out + (c0 + c) * 16, acc[c]);
+  for (int l = 0; l < 16; ++l) _mm512_storeu_si512(out + l * ldm, acc[l]);
 }
 
 void run(const SparseView& v, const uint8_t* at, std::size_t ldm, std::size_t s_begin,
          std::size_t s_end, int32_t* acc) {
   if (ldm == 1) return gemv(v, at, s_begin, s_end, acc);
-  const std::size_t nc = ldm / 16;
+  const std::size_t panel_bytes = std::size_t{v.kb} * v.t * 64;
   for (std::size_t s = s_begin; s < s_end; ++s)
-    for (std::size_t lane = 0; lane < kSparseSlice; ++lane) {
-      int32_t* out = acc + ((s - s_begin) * kSparseSlice + lane) * ldm;
-      std::size_t c0 = 0;
-      for (; c0 + 4 <= nc; c0 += 4) row_tile<4>(v, s, lane, at, ldm, c0, out);
-      switch (nc - c0) {
-        case 3: row_tile<3>(v, s, lane, at, ldm, c0, out); break;
-        case 2: row_tile<2>(v, s, lane, at, ldm, c0, out); break;
-        case 1: row_tile<1>(v, s, lane, at, ldm, c0, out); break;
-        default: break;
-      }
-    }
+    for (std::size_t p = 0; p < ldm / 16; ++p)
+      panel_pass(v, s, at + p * panel_bytes, acc + (s - s_begin) * kSparseSlice * ldm + p * 16,
+                 ldm);
 }
 
 }  // namespace

@@ -5,9 +5,9 @@
 // gather instruction), then four sdot against the lane-ordered 64 value bytes: one int32 sum
 // per lane, nothing to fold.
 //
-// Tiles (ldm multiple of 4, transposed in groups of 4 k): per lane (row) and block, the 4
-// weights are duplicated across a q register (dup .4s) and sdot-ed against each 4-row run of
-// the tile: 16 bytes = 4 rows x 4 k per instruction, up to 8 accumulators (32 rows) per pass.
+// Tiles (panels of 4 rows, transposed in groups of 4 k): per step and lane, the block's 4
+// weights are duplicated across a q register (dup .4s) and sdot-ed against the lane's 16-byte
+// panel run (4 rows x 4 k): 16 accumulators, one per lane; idx and values stream in order.
 #include <arm_neon.h>
 
 #include <cstring>
@@ -38,46 +38,37 @@ void gemv(const SparseView& v, const uint8_t* a, std::size_t s_begin, std::size_
   }
 }
 
-template <int NQ>
-void row_tile(const SparseView& v, std::size_t s, std::size_t lane, const uint8_t* at,
-              std::size_t ldm, std::size_t r0, int32_t* out) {
-  int32x4_t sum[NQ];
-  for (int q = 0; q < NQ; ++q) sum[q] = vdupq_n_s32(0);
-  const std::size_t cnt = v.row_nblk[s * kSparseSlice + lane];
-  const std::size_t e0 = v.slice_ptr[s];
-  for (std::size_t i = 0; i < cnt; ++i) {
-    const std::size_t e = e0 + i;
-    const std::size_t j = v.idx[e * kSparseSlice + lane];
-    for (std::size_t t = 0; t < v.t; ++t) {
-      uint32_t wd;
-      std::memcpy(&wd, v.values + ((e * v.t + t) * kSparseSlice + lane) * 4, 4);
-      const int8x16_t wb = vreinterpretq_s8_u32(vdupq_n_u32(wd));
-      const int8_t* ap = reinterpret_cast<const int8_t*>(at) + (j * v.t + t) * ldm * 4 + r0 * 4;
-      for (int q = 0; q < NQ; ++q) sum[q] = vdotq_s32(sum[q], vld1q_s8(ap + 16 * q), wb);
+// One panel of 4 tile rows against one slice: 16 lanes, 16 accumulators.
+void panel_pass(const SparseView& v, std::size_t s, const uint8_t* panel, int32_t* out,
+                std::size_t ldm) {
+  const std::size_t t_count = v.t;
+  int32x4_t sum[16];
+  for (int l = 0; l < 16; ++l) sum[l] = vdupq_n_s32(0);
+  for (std::size_t e = v.slice_ptr[s]; e < v.slice_ptr[s + 1]; ++e) {
+    const uint16_t* ix = v.idx + e * kSparseSlice;
+    for (std::size_t t = 0; t < t_count; ++t) {
+      const int8_t* w = v.values + (e * t_count + t) * 64;
+      for (int l = 0; l < 16; ++l) {
+        uint32_t wd;
+        std::memcpy(&wd, w + 4 * l, 4);
+        const int8x16_t wb = vreinterpretq_s8_u32(vdupq_n_u32(wd));
+        const int8x16_t av = vld1q_s8(reinterpret_cast<const int8_t*>(panel) +
+                                      (std::size_t{ix[l]} * t_count + t) * 16);
+        sum[l] = vdotq_s32(sum[l], av, wb);
+      }
     }
   }
-  for (int q = 0; q < NQ; ++q) vst1q_s32(out + r0 + 4 * q, sum[q]);
+  for (int l = 0; l < 16; ++l) vst1q_s32(out + l * ldm, sum[l]);
 }
 
 void run(const SparseView& v, const uint8_t* at, std::size_t ldm, std::size_t s_begin,
          std::size_t s_end, int32_t* acc) {
   if (ldm == 1) return gemv(v, at, s_begin, s_end, acc);
+  const std::size_t panel_bytes = std::size_t{v.kb} * v.t * 16;
   for (std::size_t s = s_begin; s < s_end; ++s)
-    for (std::size_t lane = 0; lane < kSparseSlice; ++lane) {
-      int32_t* out = acc + ((s - s_begin) * kSparseSlice + lane) * ldm;
-      std::size_t r0 = 0;
-      for (; r0 + 32 <= ldm; r0 += 32) row_tile<8>(v, s, lane, at, ldm, r0, out);
-      switch ((ldm - r0) / 4) {
-        case 7: row_tile<7>(v, s, lane, at, ldm, r0, out); break;
-        case 6: row_tile<6>(v, s, lane, at, ldm, r0, out); break;
-        case 5: row_tile<5>(v, s, lane, at, ldm, r0, out); break;
-        case 4: row_tile<4>(v, s, lane, at, ldm, r0, out); break;
-        case 3: row_tile<3>(v, s, lane, at, ldm, r0, out); break;
-        case 2: row_tile<2>(v, s, lane, at, ldm, r0, out); break;
-        case 1: row_tile<1>(v, s, lane, at, ldm, r0, out); break;
-        default: break;
-      }
-    }
+    for (std::size_t p = 0; p < ldm / 4; ++p)
+      panel_pass(v, s, at + p * panel_bytes, acc + (s - s_begin) * kSparseSlice * ldm + p * 4,
+                 ldm);
 }
 
 }  // namespace

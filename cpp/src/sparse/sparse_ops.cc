@@ -1,10 +1,10 @@
 // Sparse dynamic-int8 linear driver: quantize rows (the same kernels and qparams as
-// quantize_dynamic per_row uint8 asymmetric), lay a tile of rows out transposed in groups of 4 k
-// (so one weight block meets up to 64 rows in one contiguous run), call the kernel per slice,
-// then correct for the zero point and apply the shared epilogue.
+// quantize_dynamic per_row uint8 asymmetric), lay tiles of R rows out transposed in groups of
+// 4 k (so one weight block meets R rows in one contiguous run), call the kernel per slice group
+// and tile, then correct for the zero point and apply the shared epilogue.
 //
-// Threads: a task is (row tile, slice range); each output is computed by exactly one task with
-// the same arithmetic, so results are identical for any thread count.
+// Threads: a task is a group of slices (output columns) for all rows; each output is computed
+// by exactly one task with the same arithmetic, so results are identical for any thread count.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -20,7 +20,6 @@
 namespace edgepack {
 namespace {
 
-constexpr std::size_t kTileM = 64;        // rows per tile: the transposed tile stays in L2
 constexpr std::size_t kGrainMacs = 1 << 16;  // below this much work, stay on one thread
 
 std::size_t round_up(std::size_t x, std::size_t g) { return (x + g - 1) / g * g; }
@@ -71,17 +70,31 @@ void sparse_linear_int8_op(const SparseKernels& kern, const PackedSparse& w, con
       std::max<std::size_t>(1, std::size_t{w.header().steps} * kSparseSlice * v.block_k /
                                    std::max<uint32_t>(1, v.nslices));
 
+  // Row-major over the slice's 16 outputs: consecutive stores of a row stay inside the slice's
+  // 128-column sort window (a few cache lines) instead of striding by N.
   auto epilogue = [&](std::size_t s, const int32_t* acc, std::size_t ldm, std::size_t m0,
                       std::size_t mt) {
+    uint32_t col[kSparseSlice];
+    float ws[kSparseSlice];
+    int32_t cs[kSparseSlice];
+    std::size_t nl = 0;
+    std::size_t lane_of[kSparseSlice];
     for (std::size_t lane = 0; lane < kSparseSlice; ++lane) {
-      const uint32_t col = v.perm[s * kSparseSlice + lane];
-      if (col == kSparsePadRow) continue;
-      const float ws = v.scale[col];
-      const int32_t cs = v.colsum[col];
-      for (std::size_t i = 0; i < mt; ++i) {
-        const std::size_t r = m0 + i;
-        const int32_t c = zp_correct(acc[lane * ldm + i], kern.a_format, a_zp[r], cs);
-        y[r * n + col] = dequant_epilogue(c, a_scale[r], ws, v.bias, col, relu);
+      const uint32_t c = v.perm[s * kSparseSlice + lane];
+      if (c == kSparsePadRow) continue;
+      col[nl] = c;
+      ws[nl] = v.scale[c];
+      cs[nl] = v.colsum[c];
+      lane_of[nl++] = lane;
+    }
+    for (std::size_t i = 0; i < mt; ++i) {
+      const std::size_t r = m0 + i;
+      const float as = a_scale[r];
+      const int32_t zp = a_zp[r];
+      float* yr = y + r * n;
+      for (std::size_t l = 0; l < nl; ++l) {
+        const int32_t c = zp_correct(acc[lane_of[l] * ldm + i], kern.a_format, zp, cs[l]);
+        yr[col[l]] = dequant_epilogue(c, as, ws[l], v.bias, col[l], relu);
       }
     }
   };
@@ -100,40 +113,50 @@ void sparse_linear_int8_op(const SparseKernels& kern, const PackedSparse& w, con
     return;
   }
 
-  // 2b. Row tiles, transposed: at[(q*ldm + i)*4 + j] = a[m0 + i][4q + j].
-  const std::size_t ntiles = (m + kTileM - 1) / kTileM;
-  const std::size_t ldm_full = round_up(kTileM, kern.m_granule);
-  std::vector<uint8_t> at(ntiles * q4 * ldm_full * 4);
+  // 2b. Tiles of one panel (R = m_granule rows), each transposed in groups of 4 k:
+  //     at[(q*R + r)*4 + j] = a[tile*R + r][4q + j] (rows past m are zero).
+  const std::size_t R = kern.m_granule;
+  const std::size_t ntiles = (m + R - 1) / R;
+  const std::size_t panel = q4 * R * 4;
+  std::vector<uint8_t> at(ntiles * panel);
   const uint32_t flip32 = s8 ? 0x80808080u : 0u;
-  parallel_for(ntiles, 1, [&](std::size_t b, std::size_t e) {
+  parallel_for(ntiles, std::max<std::size_t>(1, (1 << 16) / panel), [&](std::size_t b,
+                                                                         std::size_t e) {
     for (std::size_t tile = b; tile < e; ++tile) {
-      const std::size_t m0 = tile * kTileM, mt = std::min(kTileM, m - m0);
-      const std::size_t ldm = round_up(mt, kern.m_granule);
-      uint8_t* dst = at.data() + tile * q4 * ldm_full * 4;
-      std::memset(dst, 0, q4 * ldm * 4);
-      for (std::size_t i = 0; i < mt; ++i) {
-        const uint8_t* src = a.data() + (m0 + i) * kp;
+      uint8_t* dst = at.data() + tile * panel;
+      const std::size_t mt = std::min(R, m - tile * R);
+      if (mt < R) std::memset(dst, 0, panel);
+      for (std::size_t r = 0; r < mt; ++r) {
+        const uint8_t* src = a.data() + (tile * R + r) * kp;
         for (std::size_t q = 0; q < q4; ++q) {  // 4 bytes at a time
           uint32_t g;
           std::memcpy(&g, src + 4 * q, 4);
           g ^= flip32;
-          std::memcpy(dst + (q * ldm + i) * 4, &g, 4);
+          std::memcpy(dst + (q * R + r) * 4, &g, 4);
         }
       }
     }
   });
 
-  // 3. Tasks over (tile, slice).
-  const std::size_t units = ntiles * v.nslices;
-  const std::size_t grain = std::max<std::size_t>(1, kGrainMacs / (slice_macs * kTileM));
-  parallel_for(units, grain, [&](std::size_t b, std::size_t e) {
-    std::vector<int32_t> acc(kSparseSlice * ldm_full);
-    for (std::size_t u = b; u < e; ++u) {
-      const std::size_t tile = u / v.nslices, s = u % v.nslices;
-      const std::size_t m0 = tile * kTileM, mt = std::min(kTileM, m - m0);
-      const std::size_t ldm = round_up(mt, kern.m_granule);
-      kern.run(v, at.data() + tile * q4 * ldm_full * 4, ldm, s, s + 1, acc.data());
-      epilogue(s, acc.data(), ldm, m0, mt);
+  // 3. Cache blocking: a group of slices (~128 KiB of blocks) stays in L2 while every tile
+  //    passes over it; the tile's panel (Kp*R bytes) stays in L1/L2. Tasks are slice groups.
+  const std::size_t slice_bytes =
+      std::max<std::size_t>(1, std::size_t{w.header().steps} * kSparseSlice *
+                                   (v.block_k + 2) / std::max<uint32_t>(1, v.nslices));
+  std::size_t group = std::max<std::size_t>(1, (std::size_t{128} << 10) / slice_bytes);
+  const std::size_t want_tasks = 4 * static_cast<std::size_t>(get_num_threads());
+  group = std::min(group, std::max<std::size_t>(1, (v.nslices + want_tasks - 1) / want_tasks));
+  const std::size_t ngroups = (v.nslices + group - 1) / group;
+  parallel_for(ngroups, 1, [&](std::size_t b, std::size_t e) {
+    std::vector<int32_t> acc(group * kSparseSlice * R);
+    for (std::size_t g = b; g < e; ++g) {
+      const std::size_t s0 = g * group, s1 = std::min<std::size_t>(v.nslices, s0 + group);
+      for (std::size_t tile = 0; tile < ntiles; ++tile) {
+        const std::size_t m0 = tile * R, mt = std::min(R, m - m0);
+        kern.run(v, at.data() + tile * panel, R, s0, s1, acc.data());
+        for (std::size_t s = s0; s < s1; ++s)
+          epilogue(s, acc.data() + (s - s0) * kSparseSlice * R, R, m0, mt);
+      }
     }
   });
 }

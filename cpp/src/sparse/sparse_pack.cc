@@ -16,6 +16,8 @@ namespace {
 
 constexpr char kMagic[8] = {'E', 'P', 'S', 'P', 'A', 'R', 'S', 'E'};
 
+constexpr std::size_t kSortWindow = 128;  // rows; a multiple of kSparseSlice
+
 std::size_t align64(std::size_t x) { return (x + 63) & ~std::size_t{63}; }
 
 struct Layout {
@@ -118,12 +120,15 @@ PackedSparse PackedSparse::pack(const int8_t* w, std::size_t n, std::size_t k, c
     }
     nnz_blocks += blocks[r].size();
   }
-  // Rows by block count, descending; stable so equal rows keep their order.
+  // Rows by block count, descending, within windows of kSortWindow rows (stable, so equal rows
+  // keep their order). Sorting makes the rows of a slice about equally long (little padding);
+  // keeping it inside a window keeps a slice's outputs within 128 neighbouring columns, so the
+  // scattered epilogue stores of consecutive slices land in the same few cache lines.
   std::vector<uint32_t> order(n);
   std::iota(order.begin(), order.end(), 0u);
-  std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
-    return blocks[a].size() > blocks[b].size();
-  });
+  for (std::size_t w0 = 0; w0 < n; w0 += kSortWindow)
+    std::stable_sort(order.begin() + w0, order.begin() + std::min(n, w0 + kSortWindow),
+                     [&](uint32_t a, uint32_t b) { return blocks[a].size() > blocks[b].size(); });
 
   SparseHeader h{};
   std::memcpy(h.magic, kMagic, 8);
@@ -137,8 +142,12 @@ PackedSparse PackedSparse::pack(const int8_t* w, std::size_t n, std::size_t k, c
   h.k = static_cast<uint32_t>(k);
   h.nslices = static_cast<uint32_t>((n + kSparseSlice - 1) / kSparseSlice);
   std::vector<uint32_t> slice_ptr(h.nslices + 1, 0);
-  for (uint32_t s = 0; s < h.nslices; ++s)  // the first lane of a slice is its longest row
-    slice_ptr[s + 1] = slice_ptr[s] + static_cast<uint32_t>(blocks[order[s * kSparseSlice]].size());
+  for (uint32_t s = 0; s < h.nslices; ++s) {
+    std::size_t len = 0;
+    for (std::size_t r = s * kSparseSlice; r < std::min<std::size_t>(n, (s + 1) * kSparseSlice); ++r)
+      len = std::max(len, blocks[order[r]].size());
+    slice_ptr[s + 1] = slice_ptr[s] + static_cast<uint32_t>(len);
+  }
   h.steps = slice_ptr[h.nslices];
   h.nnz_blocks = static_cast<uint32_t>(nnz_blocks);
   h.nnz = static_cast<uint32_t>(nnz);
