@@ -115,7 +115,7 @@ void sparse_linear_int8_op(const SparseKernels& kern, const PackedSparse& w, con
 
   // 2b. Tiles of one panel (R = m_granule rows), each transposed in groups of 4 k:
   //     at[(q*R + r)*4 + j] = a[tile*R + r][4q + j] (rows past m are zero).
-  const std::size_t R = kern.m_granule;
+  const std::size_t R = m <= kern.m_granule_small ? kern.m_granule_small : kern.m_granule;
   const std::size_t ntiles = (m + R - 1) / R;
   const std::size_t panel = q4 * R * 4;
   std::vector<uint8_t> at(ntiles * panel);
