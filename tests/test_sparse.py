@@ -284,3 +284,40 @@ def test_pack_auto_needs_dense_path():
         bs = edgepack.pack_sparse(wq, scale).block_sparsity
         chosen = edgepack.pack_auto(wq, scale, batch=1)
         assert isinstance(chosen, edgepack.PackedSparseLinear) == (bs >= c), (bs, c)
+
+
+def test_pack_auto_logic_with_stand_in_dense(monkeypatch):
+    # The selection machinery (timing, linear crossover fit, per-shape cache, decision) tested
+    # now, with a stand-in for the dense path that computes the reference; the real dense path
+    # is exercised by test_pack_auto_needs_dense_path once the GEMM branch is merged.
+    calls = {"pack": 0}
+
+    def pack_weights(w_q, scale, *, bias=None):
+        calls["pack"] += 1
+        return ("dense", np.asarray(w_q), np.asarray(scale, np.float32), bias)
+
+    def linear_int8(x, packed, *, relu=False):
+        _, w, s, b = packed
+        return linear_int8_ref(np.asarray(x), w, s, b, relu)
+
+    monkeypatch.setattr(edgepack, "pack_weights", pack_weights, raising=False)
+    monkeypatch.setattr(edgepack, "linear_int8", linear_int8, raising=False)
+    monkeypatch.setattr(edgepack.sparse, "_CROSSOVER", {})
+    n, k = 48, 96
+    c = edgepack.sparse_crossover(n, k, batch=2, reps=3)
+    assert 0.0 <= c <= 1.0
+    packs = calls["pack"]
+    assert edgepack.sparse_crossover(n, k, batch=2) == c and calls["pack"] == packs  # cached
+    w, scale, bias = layer(n, k, 0.0)
+    x = xs(2, k)
+    for wq in (w, pruned(n, k, 0.97, structure="block")):
+        bs = edgepack.pack_sparse(wq, scale).block_sparsity
+        chosen = edgepack.pack_auto(wq, scale, bias=bias, batch=2)
+        assert isinstance(chosen, edgepack.PackedSparseLinear) == (bs >= c), (bs, c)
+        np.testing.assert_array_equal(
+            edgepack.linear_auto(x, chosen), linear_int8_ref(x, wq, scale, bias)
+        )
+    with pytest.raises(ValueError, match="block"):
+        edgepack.pack_auto(w, scale, block=(1, 5))
+    with pytest.raises(ValueError, match="batch"):
+        edgepack.sparse_crossover(n, k, batch=0)
