@@ -2,6 +2,7 @@
 #include "edgepack/cpu.h"
 #include "edgepack/parallel.h"
 #include "edgepack/quant.h"
+#include "edgepack/sparse.h"
 
 namespace edgepack_py {
 
@@ -51,6 +52,10 @@ void bind_cpu(py::module_& m) {
     quant["available"] = isa_names(edgepack::quant_kernel_list());
     quant["selected"] = edgepack::isa_name(edgepack::quant_kernels().isa);
     d["quant"] = quant;
+    py::dict sparse;
+    sparse["available"] = isa_names(edgepack::sparse_kernel_list());
+    sparse["selected"] = edgepack::isa_name(edgepack::sparse_kernels().isa);
+    d["sparse"] = sparse;
     return d;
   });
   m.def("get_num_threads", &edgepack::get_num_threads);

@@ -7,6 +7,14 @@ from typing import Any
 from . import _core
 from . import prune as prune
 from .kernels import choose_qparams, dequantize, quantize, quantize_dynamic
+from .sparse import (
+    PackedSparseLinear,
+    linear_auto,
+    pack_auto,
+    pack_sparse,
+    sparse_crossover,
+    sparse_linear_int8,
+)
 
 __version__ = "0.1.0"
 
@@ -40,11 +48,17 @@ def get_num_threads() -> int:
 
 
 __all__ = [
+    "PackedSparseLinear",
     "choose_qparams",
     "cpu_info",
     "dequantize",
     "get_num_threads",
+    "linear_auto",
+    "pack_auto",
+    "pack_sparse",
     "quantize",
     "quantize_dynamic",
     "set_num_threads",
+    "sparse_crossover",
+    "sparse_linear_int8",
 ]
