@@ -26,60 +26,119 @@ _QINT = (np.int8, np.uint8)
 def _params(
     scale: Any, zero_point: Any, axis: int, dtype: str, nch: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    if is_torch(scale):
-        scale = scale.detach().cpu().numpy()
-    if is_torch(zero_point):
-        zero_point = zero_point.detach().cpu().numpy()
-    s = np.asarray(scale, dtype=np.float64).reshape(-1)
-    z = np.asarray(zero_point).reshape(-1)
-    if z.dtype.kind not in "iub":
-        if not np.all(np.isfinite(z)) or not np.all(z == np.round(z)):
-            raise ValueError("zero_point must hold integers")
-    z = z.astype(np.int64)
-    n = 1 if axis < 0 else nch
-    if axis >= 0 and s.size == 1 and n != 1:
-        s = np.repeat(s, n)
-    if axis >= 0 and z.size == 1 and n != 1:
-        z = np.repeat(z, n)
-    if s.size != n:
-        raise ValueError(f"scale has {s.size} entries, expected {n}")
-    if z.size != n:
-        raise ValueError(f"zero_point has {z.size} entries, expected {n}")
-    if not np.all(np.isfinite(s)) or not np.all(s > 0):
-        raise ValueError("scale must be finite and > 0")
-    lo, hi = (-128, 127) if dtype == "int8" else (0, 255)
-    if np.any(z < lo) or np.any(z > hi):
-        raise ValueError(f"zero_point out of range [{lo}, {hi}] for {dtype}")
-    s32 = s.astype(np.float32)
-    if np.any(s32 == 0) or not np.all(np.isfinite(1.0 / s32.astype(np.float32))):
-        raise ValueError("scale is too small for float32 (its reciprocal is not finite)")
-    return s32, z.astype(np.int32)
+    """Per-channel (scale, zero_point) as float32 / int32 arrays of length `nch`.
+
+    Values (scale finite and > 0, zero_point in range) are checked by _core, which names them.
+    """
+    s = scale if type(scale) is np.ndarray else _as_1d(scale, "scale")
+    z = zero_point if type(zero_point) is np.ndarray else _as_1d(zero_point, "zero_point")
+    if s.dtype != np.float32 or s.ndim != 1 or not s.flags.c_contiguous:
+        if s.dtype.kind not in "iuf":
+            raise TypeError(f"scale must hold numbers, got dtype {s.dtype}")
+        s = np.ascontiguousarray(s, dtype=np.float32).reshape(-1)
+    if z.dtype != np.int32 or z.ndim != 1 or not z.flags.c_contiguous:
+        z = np.asarray(z).reshape(-1)
+        if z.dtype.kind not in "iub":
+            if z.dtype.kind != "f" or not np.all(np.isfinite(z)) or not np.all(z == np.round(z)):
+                raise ValueError("zero_point must hold integers")
+        lo, hi = (-128, 127) if dtype == "int8" else (0, 255)
+        if z.size and (z.min() < lo or z.max() > hi):
+            raise ValueError(f"zero_point out of range [{lo}, {hi}] for {dtype}")
+        z = z.astype(np.int32)
+    if s.size == 1 and nch != 1:
+        s = np.full(nch, s[0], np.float32)
+    if z.size == 1 and nch != 1:
+        z = np.full(nch, z[0], np.int32)
+    if s.size != nch:
+        raise ValueError(f"scale has {s.size} entries but axis {axis} has length {nch}")
+    if z.size != nch:
+        raise ValueError(f"zero_point has {z.size} entries but axis {axis} has length {nch}")
+    return s, z
+
+
+def _scalar_params(scale: Any, zero_point: Any) -> tuple[float, int]:
+    """Per-tensor (scale, zero_point) as Python numbers; range checks happen in _core."""
+    if type(scale) is not float:
+        s = _as_1d(scale, "scale")
+        if s.size != 1:
+            raise ValueError(f"per-tensor quantization takes one scale, got {s.size}")
+        scale = float(s[0])
+    if type(zero_point) is not int:
+        z = _as_1d(zero_point, "zero_point")
+        if z.size != 1:
+            raise ValueError(f"per-tensor quantization takes one zero_point, got {z.size}")
+        if z.dtype.kind not in "iub" and not (np.isfinite(z[0]) and z[0] == np.round(z[0])):
+            raise ValueError(f"zero_point must be an integer, got {z[0]!r}")
+        zero_point = int(z[0])
+    return scale, zero_point
+
+
+def _as_1d(v: Any, name: str) -> np.ndarray:
+    if is_torch(v):
+        v = v.detach().cpu().numpy()
+    a = np.asarray(v).reshape(-1)
+    if a.dtype.kind not in "iufb":
+        raise TypeError(f"{name} must be a number or an array of numbers, got {a.dtype}")
+    return a
+
+
+def _out(out: Any, name: str = "out") -> Any:
+    """numpy view of an `out` argument (None stays None)."""
+    if out is None or isinstance(out, np.ndarray):
+        return out
+    if is_torch(out):
+        if out.device.type != "cpu":
+            raise ValueError(f"{name} is on device '{out.device}'; edgepack kernels run on CPU")
+        return out.detach().numpy()
+    raise TypeError(f"{name} must be a numpy array, a torch tensor or None")
 
 
 def quantize(
-    x: ArrayLike, scale: Any, zero_point: Any = 0, *, axis: int | None = None, dtype: str = "int8"
+    x: ArrayLike,
+    scale: Any,
+    zero_point: Any = 0,
+    *,
+    axis: int | None = None,
+    dtype: str = "int8",
+    out: ArrayLike | None = None,
 ) -> ArrayLike:
-    """fp32 -> int8/uint8, per tensor (axis=None) or per channel along `axis`."""
-    check_dtype_name(dtype)
+    """fp32 -> int8/uint8, per tensor (axis=None) or per channel along `axis` (negative ok).
+
+    `out` (optional): a C-contiguous int8/uint8 array of x's shape to write into (returned).
+    """
     a = to_numpy(x, "x", _FLOAT)
-    ax = normalize_axis(axis, a.ndim)
-    s, z = _params(scale, zero_point, ax, dtype, a.shape[ax] if ax >= 0 else 1)
-    try:
-        q = _core.quantize(a, s, z, ax, dtype)
-    except ArithmeticError as e:  # pragma: no cover - mapped below
-        raise ValueError(str(e)) from e
-    return like(q, x)
+    o = _out(out)
+    if axis is None:
+        s, z = _scalar_params(scale, zero_point)
+        q = _core.quantize_tensor(a, s, z, check_dtype_name(dtype), o)
+    else:
+        check_dtype_name(dtype)
+        ax = normalize_axis(axis, a.ndim)
+        sv, zv = _params(scale, zero_point, ax, dtype, a.shape[ax])
+        q = _core.quantize(a, sv, zv, ax, dtype, o)
+    return out if out is not None else like(q, x)
 
 
 def dequantize(
-    q: ArrayLike, scale: Any, zero_point: Any = 0, *, axis: int | None = None
+    q: ArrayLike,
+    scale: Any,
+    zero_point: Any = 0,
+    *,
+    axis: int | None = None,
+    out: ArrayLike | None = None,
 ) -> ArrayLike:
-    """int8/uint8 -> fp32: (q - zero_point) * scale."""
+    """int8/uint8 -> fp32: (q - zero_point) * scale. `out`: optional float32 destination."""
     a = to_numpy(q, "q", _QINT)
-    ax = normalize_axis(axis, a.ndim)
-    dtype = "int8" if a.dtype == np.int8 else "uint8"
-    s, z = _params(scale, zero_point, ax, dtype, a.shape[ax] if ax >= 0 else 1)
-    return like(_core.dequantize(a, s, z, ax), q)
+    o = _out(out)
+    if axis is None:
+        s, z = _scalar_params(scale, zero_point)
+        x = _core.dequantize_tensor(a, s, z, o)
+    else:
+        ax = normalize_axis(axis, a.ndim)
+        dtype = "int8" if a.dtype == np.int8 else "uint8"
+        sv, zv = _params(scale, zero_point, ax, dtype, a.shape[ax])
+        x = _core.dequantize(a, sv, zv, ax, o)
+    return out if out is not None else like(x, q)
 
 
 def choose_qparams(

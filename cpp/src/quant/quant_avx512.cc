@@ -124,26 +124,35 @@ bool quantize_t(const float* x, void* qv, std::size_t n, float inv_scale, int32_
 // Per-element parameters (the channel axis is the last one): the clamp is done in float on
 // both sides so that only NaN reaches INT32_MIN, then int32 add and a saturating narrow.
 template <bool kSigned>
+inline __m512i quant_vec16(__m512 x, __m512 inv, __m512i zp, __mmask16& nan) {
+  const __m512 big = _mm512_set1_ps(kBig), nbig = _mm512_set1_ps(-kBig);
+  const __m512 v = _mm512_mul_ps(x, inv);
+  const __m512i r = _mm512_cvtps_epi32(_mm512_min_ps(big, _mm512_max_ps(nbig, v)));
+  nan |= _mm512_cmpeq_epi32_mask(r, _mm512_set1_epi32(INT32_MIN));
+  const __m512i s = _mm512_add_epi32(r, zp);
+  return kSigned ? s : _mm512_max_epi32(s, _mm512_setzero_si512());
+}
+
+template <bool kSigned>
 bool quantize_vec_t(const float* x, void* qv, std::size_t n, const float* inv_scale,
                     const int32_t* zp) {
   auto* q = static_cast<uint8_t*>(qv);
-  const __m512 big = _mm512_set1_ps(kBig), nbig = _mm512_set1_ps(-kBig);
-  const __m512i imin = _mm512_set1_epi32(INT32_MIN);
   __mmask16 nan = 0;
-  for (std::size_t i = 0; i < n; i += 16) {
-    const std::size_t m = n - i < 16 ? n - i : 16;
-    const __mmask16 k = static_cast<__mmask16>(m == 16 ? 0xffff : (1u << m) - 1);
-    const __m512 v =
-        _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), _mm512_maskz_loadu_ps(k, inv_scale + i));
-    const __m512i r = _mm512_cvtps_epi32(_mm512_min_ps(big, _mm512_max_ps(nbig, v)));
-    nan |= _mm512_mask_cmpeq_epi32_mask(k, r, imin);
-    const __m512i s = _mm512_add_epi32(r, _mm512_maskz_loadu_epi32(k, zp + i));
-    if (kSigned) {
-      _mm_mask_storeu_epi8(q + i, k, _mm512_cvtsepi32_epi8(s));
-    } else {
-      _mm_mask_storeu_epi8(q + i, k,
-                           _mm512_cvtusepi32_epi8(_mm512_max_epi32(s, _mm512_setzero_si512())));
-    }
+  std::size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512i s = quant_vec16<kSigned>(_mm512_loadu_ps(x + i), _mm512_loadu_ps(inv_scale + i),
+                                           _mm512_loadu_si512(zp + i), nan);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i),
+                     kSigned ? _mm512_cvtsepi32_epi8(s) : _mm512_cvtusepi32_epi8(s));
+  }
+  if (i < n) {
+    const __mmask16 k = static_cast<__mmask16>((1u << (n - i)) - 1);
+    __mmask16 tail_nan = 0;
+    const __m512i s = quant_vec16<kSigned>(_mm512_maskz_loadu_ps(k, x + i),
+                                           _mm512_maskz_loadu_ps(k, inv_scale + i),
+                                           _mm512_maskz_loadu_epi32(k, zp + i), tail_nan);
+    nan |= tail_nan & k;
+    _mm_mask_storeu_epi8(q + i, k, kSigned ? _mm512_cvtsepi32_epi8(s) : _mm512_cvtusepi32_epi8(s));
   }
   return nan != 0;
 }
