@@ -35,7 +35,8 @@ def _params(
     if s.dtype != np.float32 or s.ndim != 1 or not s.flags.c_contiguous:
         if s.dtype.kind not in "iuf":
             raise TypeError(f"scale must hold numbers, got dtype {s.dtype}")
-        s = np.ascontiguousarray(s, dtype=np.float32).reshape(-1)
+        with np.errstate(over="ignore"):  # an overflowing scale becomes inf: _core rejects it
+            s = np.ascontiguousarray(s, dtype=np.float32).reshape(-1)
     if z.dtype != np.int32 or z.ndim != 1 or not z.flags.c_contiguous:
         z = np.asarray(z).reshape(-1)
         if z.dtype.kind not in "iub":
