@@ -258,3 +258,15 @@ def test_empty_arrays() -> None:
         q2, s2, z2 = ep.quantize_dynamic(x)
         assert q2.shape == shape and (s2, z2) == (1.0, 0)
     assert ep.quantize(torch.zeros(0), 0.1).shape == (0,)
+
+
+def test_every_alignment() -> None:
+    """Contiguous slices starting at each float offset: the SIMD kernels peel a head to align."""
+    base = np.tile(edge_values(), 3)
+    qbase = ref.quantize(base, 0.5, 3)
+    for k in range(17):
+        for n in (5, 70, 1000):
+            x = base[k: k + n]
+            assert np.array_equal(ep.quantize(x, 0.5, 3), ref.quantize(x, 0.5, 3)), (k, n)
+            q = qbase[k: k + n]
+            assert ref.same_bits(ep.dequantize(q, 0.5, 3), ref.dequantize(q, 0.5, 3)), (k, n)
