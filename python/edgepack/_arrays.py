@@ -30,7 +30,9 @@ def to_numpy(x: object, name: str, dtypes: tuple[type, ...] | None = None) -> np
     if is_torch(x):
         t: Any = x
         if not t.is_cpu:
-            raise ValueError(f"{name} is on device '{t.device}'; edgepack kernels run on CPU tensors")
+            raise ValueError(
+                f"{name} is on device '{t.device}'; edgepack kernels run on CPU tensors"
+            )
         if t.is_quantized:
             raise TypeError(f"{name} is a torch quantized tensor; pass its int_repr() instead")
         if t.requires_grad:

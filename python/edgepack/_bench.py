@@ -79,7 +79,8 @@ def _quant_per_tensor(n: int) -> Case:
         edgepack=lambda: ep.quantize(x, SCALE, 0),
         check=lambda: bool(np.array_equal(
             ep.quantize(x, SCALE, 0),
-            quantize_ref(x, np.float32(SCALE), np.int32(0), -128, 127).astype(np.int8))),
+            quantize_ref(x, np.array(SCALE, np.float32), np.array(0, np.int32), -128, 127)
+            .astype(np.int8))),
         peers={
             "torch.quantize_per_tensor": lambda: qpt(xt, SCALE, 0, qint8),
             "numpy": lambda: np.clip(np.rint(x * inv), -128, 127).astype(np.int8),
@@ -155,7 +156,8 @@ def _dynamic(n: int) -> Case:
         q, s, z = ep.quantize_dynamic(x, dtype="uint8")
         lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
         want_s = np.float32((hi - lo) / 255.0)
-        want = quantize_ref(x, np.float32(s), np.int32(z), 0, 255).astype(np.uint8)
+        s32, z32 = np.array(s, np.float32), np.array(z, np.int32)
+        want = quantize_ref(x, s32, z32, 0, 255).astype(np.uint8)
         return bool(s == want_s and np.array_equal(q, want))
 
     return Case(
@@ -208,7 +210,7 @@ sys.exit(0 if check_current_isa() else 1)
 
 
 def check_current_isa() -> bool:
-    """Every registered case, at odd and round sizes, against its numpy spec (this process's ISA)."""
+    """Every registered case at odd and round sizes vs its numpy spec (this process's ISA)."""
     ok = True
     for entry in ENTRIES:
         for n in (1, 63, 1000, 65537):
