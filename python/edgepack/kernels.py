@@ -107,6 +107,15 @@ def quantize(
 
     `out` (optional): a C-contiguous int8/uint8 array of x's shape to write into (returned).
     """
+    if (  # fast path (about 0.5 us): _core checks dtype, scale and zero_point itself
+        axis is None
+        and type(x) is np.ndarray
+        and type(scale) is float
+        and type(zero_point) is int
+        and out is None
+        and x.flags.c_contiguous
+    ):
+        return _core.quantize_tensor(x, scale, zero_point, dtype)
     a = to_numpy(x, "x", _FLOAT)
     o = _out(out)
     if axis is None:
@@ -129,6 +138,15 @@ def dequantize(
     out: ArrayLike | None = None,
 ) -> ArrayLike:
     """int8/uint8 -> fp32: (q - zero_point) * scale. `out`: optional float32 destination."""
+    if (
+        axis is None
+        and type(q) is np.ndarray
+        and type(scale) is float
+        and type(zero_point) is int
+        and out is None
+        and q.flags.c_contiguous
+    ):
+        return _core.dequantize_tensor(q, scale, zero_point)
     a = to_numpy(q, "q", _QINT)
     o = _out(out)
     if axis is None:
