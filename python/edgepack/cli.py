@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="check every kernel, then time it next to torch/numpy")
     b.add_argument("--threads", type=int, default=1, help="threads for edgepack and torch")
     b.add_argument("--sizes", default="", help="comma-separated element counts")
-    b.add_argument("--budget", type=float, default=0.25, help="seconds per measurement")
+    b.add_argument("--budget", type=float, default=0.5, help="seconds per measurement")
     b.add_argument("--check-only", action="store_true", help="only check, do not time")
     b.set_defaults(func=_cmd_bench)
     return p
