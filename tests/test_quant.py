@@ -270,3 +270,20 @@ def test_every_alignment() -> None:
             assert np.array_equal(ep.quantize(x, 0.5, 3), ref.quantize(x, 0.5, 3)), (k, n)
             q = qbase[k: k + n]
             assert ref.same_bits(ep.dequantize(q, 0.5, 3), ref.dequantize(q, 0.5, 3)), (k, n)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_torch_fast_path_values(dtype: str, threads: int) -> None:
+    """Contiguous CPU tensors go through raw addresses: same values as the numpy path."""
+    x = np.tile(edge_values(), 200)
+    for zp in ZPS[dtype]:
+        q = ep.quantize(torch.from_numpy(x), 0.37, zp, dtype=dtype)
+        assert q.dtype == (torch.int8 if dtype == "int8" else torch.uint8)
+        assert np.array_equal(q.numpy(), ref.quantize(x, 0.37, zp, dtype=dtype))
+        d = ep.dequantize(q, 0.37, zp)
+        assert d.dtype == torch.float32
+        assert ref.same_bits(d.numpy(), ref.dequantize(q.numpy(), 0.37, zp))
+    with pytest.raises(ValueError, match="NaN"):
+        ep.quantize(torch.tensor([1.0, float("nan")] * 40), 0.1)
+    with pytest.raises(ValueError, match="scale"):
+        ep.dequantize(torch.zeros(4, dtype=torch.int8), -1.0)

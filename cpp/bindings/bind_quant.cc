@@ -1,6 +1,7 @@
 // Bindings for quantize / dequantize / min-max / dynamic quantization.
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <string>
 
 #include "common.h"
@@ -135,6 +136,33 @@ py::array dequantize_tensor(const py::array& q, double scale, long long zero_poi
   return x;
 }
 
+// Raw-address variants for CPU torch tensors (torch has no buffer protocol, and .numpy() plus
+// torch.from_numpy() cost microseconds per call). Internal: the Python wrapper has checked that
+// both tensors are contiguous CPU tensors of n elements of the right dtypes and keeps them alive.
+void quantize_raw(std::uintptr_t x, std::uintptr_t q, std::size_t n, double scale,
+                  long long zero_point, const std::string& dtype) {
+  const QDType dt = parse_dtype(dtype);
+  const float s = checked_scale(scale);
+  check_zp(zero_point, dt);
+  const int32_t z = static_cast<int32_t>(zero_point);
+  if (n == 0) return;
+  py::gil_scoped_release nogil;
+  edgepack::quantize_op(edgepack::quant_kernels(), reinterpret_cast<const float*>(x),
+                        reinterpret_cast<void*>(q), dt, 1, 1, n, &s, &z);
+}
+
+void dequantize_raw(std::uintptr_t q, std::uintptr_t x, std::size_t n, double scale,
+                    long long zero_point, const std::string& dtype) {
+  const QDType dt = parse_dtype(dtype);
+  const float s = checked_scale(scale);
+  check_zp(zero_point, dt);
+  const int32_t z = static_cast<int32_t>(zero_point);
+  if (n == 0) return;
+  py::gil_scoped_release nogil;
+  edgepack::dequantize_op(edgepack::quant_kernels(), reinterpret_cast<const void*>(q),
+                          reinterpret_cast<float*>(x), dt, 1, 1, n, &s, &z);
+}
+
 py::array quantize(const py::array& x, const py::array& scale, const py::array& zp, int axis,
                    const std::string& dtype, const py::object& out) {
   const QDType dt = parse_dtype(dtype);
@@ -223,6 +251,10 @@ void bind_quant(py::module_& m) {
         py::arg("axis"), py::arg("dtype"), py::arg("out") = py::none());
   m.def("dequantize", &dequantize, py::arg("q"), py::arg("scale"), py::arg("zero_point"),
         py::arg("axis"), py::arg("out") = py::none());
+  m.def("quantize_raw", &quantize_raw, py::arg("x_addr"), py::arg("q_addr"), py::arg("n"),
+        py::arg("scale"), py::arg("zero_point"), py::arg("dtype"));
+  m.def("dequantize_raw", &dequantize_raw, py::arg("q_addr"), py::arg("x_addr"), py::arg("n"),
+        py::arg("scale"), py::arg("zero_point"), py::arg("dtype"));
   m.def("quantize_tensor", &quantize_tensor, py::arg("x"), py::arg("scale"), py::arg("zero_point"),
         py::arg("dtype"), py::arg("out") = py::none());
   m.def("dequantize_tensor", &dequantize_tensor, py::arg("q"), py::arg("scale"),

@@ -47,3 +47,9 @@ def qparams_from_minmax(mn: float, mx: float, dtype: str, symmetric: bool) -> tu
 def quantize_dynamic(
     x: npt.NDArray[np.float32], dtype: str, symmetric: bool, per_row: bool
 ) -> tuple[np.ndarray, npt.NDArray[np.float32], npt.NDArray[np.int32]]: ...
+def quantize_raw(
+    x_addr: int, q_addr: int, n: int, scale: float, zero_point: int, dtype: str
+) -> None: ...
+def dequantize_raw(
+    q_addr: int, x_addr: int, n: int, scale: float, zero_point: int, dtype: str
+) -> None: ...

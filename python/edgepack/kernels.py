@@ -12,6 +12,7 @@ to the end of the integer range.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -83,6 +84,18 @@ def _as_1d(v: Any, name: str) -> np.ndarray:
     return a
 
 
+def _plain_cpu_tensor(x: Any, dtype: str) -> Any:
+    """x if it is a contiguous CPU torch tensor of `dtype` without lazy conj/neg views."""
+    torch = sys.modules.get("torch")
+    if torch is None or type(x) is not torch.Tensor:
+        return None
+    if not x.is_cpu or x.dtype is not getattr(torch, dtype) or not x.is_contiguous():
+        return None
+    if x.is_neg():
+        return None
+    return x
+
+
 def _out(out: Any, name: str = "out") -> Any:
     """numpy view of an `out` argument (None stays None)."""
     if out is None or isinstance(out, np.ndarray):
@@ -116,6 +129,13 @@ def quantize(
         and x.flags.c_contiguous
     ):
         return _core.quantize_tensor(x, scale, zero_point, dtype)
+    if axis is None and out is None and type(scale) is float and type(zero_point) is int:
+        t = _plain_cpu_tensor(x, "float32")
+        if t is not None:  # torch fast path: raw addresses, no numpy round trip
+            torch: Any = sys.modules["torch"]
+            q = torch.empty(t.shape, dtype=torch.int8 if dtype == "int8" else torch.uint8)
+            _core.quantize_raw(t.data_ptr(), q.data_ptr(), t.numel(), scale, zero_point, dtype)
+            return q
     a = to_numpy(x, "x", _FLOAT)
     o = _out(out)
     if axis is None:
@@ -147,6 +167,16 @@ def dequantize(
         and q.flags.c_contiguous
     ):
         return _core.dequantize_tensor(q, scale, zero_point)
+    if axis is None and out is None and type(scale) is float and type(zero_point) is int:
+        t = _plain_cpu_tensor(q, "int8")
+        if t is None:
+            t = _plain_cpu_tensor(q, "uint8")
+        if t is not None:
+            torch: Any = sys.modules["torch"]
+            x = torch.empty(t.shape, dtype=torch.float32)
+            qd = "int8" if t.dtype == torch.int8 else "uint8"
+            _core.dequantize_raw(t.data_ptr(), x.data_ptr(), t.numel(), scale, zero_point, qd)
+            return x
     a = to_numpy(q, "q", _QINT)
     o = _out(out)
     if axis is None:
