@@ -98,7 +98,8 @@ def _quant_per_tensor(n: int) -> Case:
             "numpy": lambda: np.clip(np.rint(x * inv), -128, 127).astype(np.int8),
             MEMCPY: memcpy_peer(5 * n),
         },
-        variants={"out=": lambda: ep.quantize(x, SCALE, 0, out=out)},
+        variants={"out=": lambda: ep.quantize(x, SCALE, 0, out=out),
+                  "torch in/out": lambda: ep.quantize(xt, SCALE, 0)},
     )
 
 
@@ -143,6 +144,7 @@ def _dequant(n: int) -> Case:
     qt = torch.quantize_per_tensor(torch.from_numpy(x), SCALE, 0, torch.qint8)  # type: ignore[attr-defined]
     s32 = np.float32(SCALE)
     out = np.empty(n, np.float32)
+    qtr = torch.from_numpy(q)  # type: ignore[attr-defined]
     return Case(
         "dequantize per-tensor int8", n, 5 * n,
         edgepack=lambda: ep.dequantize(q, SCALE, 0),
@@ -154,7 +156,8 @@ def _dequant(n: int) -> Case:
             "numpy": lambda: q.astype(np.float32) * s32,
             MEMCPY: memcpy_peer(5 * n),
         },
-        variants={"out=": lambda: ep.dequantize(q, SCALE, 0, out=out)},
+        variants={"out=": lambda: ep.dequantize(q, SCALE, 0, out=out),
+                  "torch in/out": lambda: ep.dequantize(qtr, SCALE, 0)},
     )
 
 

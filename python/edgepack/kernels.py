@@ -1,8 +1,9 @@
 """Array-facing wrappers over the native quantization kernels.
 
-Spec (identical on every ISA, and to torch.quantize_per_tensor / quantize_per_channel for the
-same scales): q = clamp(rint(x * (1/scale)) + zero_point), the reciprocal taken in float32,
-rint rounding half to even; x = (q - zero_point) * scale.
+Spec (identical on every ISA): q = clamp(rint(x * (1/scale)) + zero_point), the reciprocal
+taken in float32, rint rounding half to even; x = (q - zero_point) * scale. Bit-identical to
+torch.quantize_per_channel, and to torch.quantize_per_tensor when zero_point is 0 (with a nonzero
+zero point torch's FBGEMM path rounds fma(x, 1/scale, zp) once, so near-ties may differ by one).
 
 NaN policy: NaN is never quantized silently. `quantize`, `quantize_dynamic` and
 `choose_qparams` raise ValueError when the input holds NaN; `quantize_dynamic` and
