@@ -213,6 +213,35 @@ py::tuple minmax(const py::array& x) {
   return py::make_tuple(mn, mx);
 }
 
+// Per-channel (scale, zero_point) along `axis` from each channel's min/max.
+py::tuple choose_qparams_axis(const py::array& x, int axis, const std::string& dtype,
+                              bool symmetric) {
+  const QDType dt = parse_dtype(dtype);
+  const float* xp = in_ptr<float>(x, "x", "float32");
+  if (axis < 0 || axis >= x.ndim())
+    throw py::value_error("axis " + std::to_string(axis) + " is out of range");
+  Layout l;
+  for (int d = 0; d < axis; ++d) l.outer *= x.shape(d);
+  l.channels = x.shape(axis);
+  for (int d = axis + 1; d < x.ndim(); ++d) l.inner *= x.shape(d);
+  std::vector<float> mn(l.channels), mx(l.channels);
+  {
+    py::gil_scoped_release nogil;
+    edgepack::minmax_channels_op(edgepack::quant_kernels(), xp, l.outer, l.channels, l.inner,
+                                 mn.data(), mx.data());
+  }
+  py::array_t<float> scale(static_cast<py::ssize_t>(l.channels));
+  py::array_t<int32_t> zp(static_cast<py::ssize_t>(l.channels));
+  float* sp = scale.mutable_data();
+  int32_t* zpp = zp.mutable_data();
+  for (std::size_t c = 0; c < l.channels; ++c) {
+    const auto p = edgepack::qparams_from_minmax(mn[c], mx[c], dt, symmetric);
+    sp[c] = p.scale;
+    zpp[c] = p.zero_point;
+  }
+  return py::make_tuple(scale, zp);
+}
+
 py::tuple qparams(float mn, float mx, const std::string& dtype, bool symmetric) {
   const auto p = edgepack::qparams_from_minmax(mn, mx, parse_dtype(dtype), symmetric);
   return py::make_tuple(p.scale, p.zero_point);
@@ -260,6 +289,8 @@ void bind_quant(py::module_& m) {
   m.def("dequantize_tensor", &dequantize_tensor, py::arg("q"), py::arg("scale"),
         py::arg("zero_point"), py::arg("out") = py::none());
   m.def("minmax", &minmax, py::arg("x"));
+  m.def("choose_qparams_axis", &choose_qparams_axis, py::arg("x"), py::arg("axis"),
+        py::arg("dtype"), py::arg("symmetric"));
   m.def("qparams_from_minmax", &qparams, py::arg("mn"), py::arg("mx"), py::arg("dtype"),
         py::arg("symmetric"));
   m.def("quantize_dynamic", &quantize_dynamic, py::arg("x"), py::arg("dtype"), py::arg("symmetric"),

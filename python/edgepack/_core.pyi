@@ -53,3 +53,6 @@ def quantize_raw(
 def dequantize_raw(
     q_addr: int, x_addr: int, n: int, scale: float, zero_point: int, dtype: str
 ) -> None: ...
+def choose_qparams_axis(
+    x: npt.NDArray[np.float32], axis: int, dtype: str, symmetric: bool
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int32]]: ...

@@ -209,13 +209,7 @@ def choose_qparams(
             return _core.qparams_from_minmax(0.0, 0.0, dtype, symmetric)
         mn, mx = _core.minmax(a)
         return _core.qparams_from_minmax(mn, mx, dtype, symmetric)
-    rows = np.moveaxis(a, ax, 0).reshape(a.shape[ax], -1)
-    scales = np.empty(a.shape[ax], np.float32)
-    zps = np.empty(a.shape[ax], np.int32)
-    for c in range(rows.shape[0]):
-        row = np.ascontiguousarray(rows[c])
-        mn, mx = _core.minmax(row) if row.size else (0.0, 0.0)
-        scales[c], zps[c] = _core.qparams_from_minmax(mn, mx, dtype, symmetric)
+    scales, zps = _core.choose_qparams_axis(a, ax, dtype, symmetric)
     return like(scales, x), like(zps, x)
 
 
