@@ -138,29 +138,50 @@ py::array dequantize_tensor(const py::array& q, double scale, long long zero_poi
 
 // Raw-address variants for CPU torch tensors (torch has no buffer protocol, and .numpy() plus
 // torch.from_numpy() cost microseconds per call). Internal: the Python wrapper has checked that
-// both tensors are contiguous CPU tensors of n elements of the right dtypes and keeps them alive.
-void quantize_raw(std::uintptr_t x, std::uintptr_t q, std::size_t n, double scale,
-                  long long zero_point, const std::string& dtype) {
-  const QDType dt = parse_dtype(dtype);
-  const float s = checked_scale(scale);
-  check_zp(zero_point, dt);
-  const int32_t z = static_cast<int32_t>(zero_point);
-  if (n == 0) return;
-  py::gil_scoped_release nogil;
-  edgepack::quantize_op(edgepack::quant_kernels(), reinterpret_cast<const float*>(x),
-                        reinterpret_cast<void*>(q), dt, 1, 1, n, &s, &z);
+// the tensor is a contiguous CPU tensor of this shape and dtype, and keeps it alive. The output
+// is a new numpy array (numpy's allocator reuses memory; torch's returns big blocks to the OS
+// and page-faults on every fresh tensor).
+std::vector<py::ssize_t> tuple_shape(const py::tuple& t) {
+  std::vector<py::ssize_t> shape;
+  shape.reserve(t.size());
+  for (const auto& d : t) shape.push_back(d.cast<py::ssize_t>());
+  return shape;
 }
 
-void dequantize_raw(std::uintptr_t q, std::uintptr_t x, std::size_t n, double scale,
-                    long long zero_point, const std::string& dtype) {
+py::array quantize_raw(std::uintptr_t x, const py::tuple& shape_t, double scale,
+                       long long zero_point, const std::string& dtype) {
   const QDType dt = parse_dtype(dtype);
   const float s = checked_scale(scale);
   check_zp(zero_point, dt);
   const int32_t z = static_cast<int32_t>(zero_point);
-  if (n == 0) return;
-  py::gil_scoped_release nogil;
-  edgepack::dequantize_op(edgepack::quant_kernels(), reinterpret_cast<const void*>(q),
-                          reinterpret_cast<float*>(x), dt, 1, 1, n, &s, &z);
+  const std::vector<py::ssize_t> shape = tuple_shape(shape_t);
+  py::array q = dt == QDType::kInt8 ? py::array(py::dtype::of<int8_t>(), shape)
+                                    : py::array(py::dtype::of<uint8_t>(), shape);
+  const std::size_t n = static_cast<std::size_t>(q.size());
+  void* qp = q.mutable_data();
+  if (n != 0) {
+    py::gil_scoped_release nogil;
+    edgepack::quantize_op(edgepack::quant_kernels(), reinterpret_cast<const float*>(x), qp, dt, 1,
+                          1, n, &s, &z);
+  }
+  return q;
+}
+
+py::array dequantize_raw(std::uintptr_t q, const py::tuple& shape_t, double scale,
+                         long long zero_point, const std::string& dtype) {
+  const QDType dt = parse_dtype(dtype);
+  const float s = checked_scale(scale);
+  check_zp(zero_point, dt);
+  const int32_t z = static_cast<int32_t>(zero_point);
+  py::array_t<float> x(tuple_shape(shape_t));
+  const std::size_t n = static_cast<std::size_t>(x.size());
+  float* xp = x.mutable_data();
+  if (n != 0) {
+    py::gil_scoped_release nogil;
+    edgepack::dequantize_op(edgepack::quant_kernels(), reinterpret_cast<const void*>(q), xp, dt, 1,
+                            1, n, &s, &z);
+  }
+  return x;
 }
 
 py::array quantize(const py::array& x, const py::array& scale, const py::array& zp, int axis,
@@ -280,10 +301,10 @@ void bind_quant(py::module_& m) {
         py::arg("axis"), py::arg("dtype"), py::arg("out") = py::none());
   m.def("dequantize", &dequantize, py::arg("q"), py::arg("scale"), py::arg("zero_point"),
         py::arg("axis"), py::arg("out") = py::none());
-  m.def("quantize_raw", &quantize_raw, py::arg("x_addr"), py::arg("q_addr"), py::arg("n"),
-        py::arg("scale"), py::arg("zero_point"), py::arg("dtype"));
-  m.def("dequantize_raw", &dequantize_raw, py::arg("q_addr"), py::arg("x_addr"), py::arg("n"),
-        py::arg("scale"), py::arg("zero_point"), py::arg("dtype"));
+  m.def("quantize_raw", &quantize_raw, py::arg("x_addr"), py::arg("shape"), py::arg("scale"),
+        py::arg("zero_point"), py::arg("dtype"));
+  m.def("dequantize_raw", &dequantize_raw, py::arg("q_addr"), py::arg("shape"), py::arg("scale"),
+        py::arg("zero_point"), py::arg("dtype"));
   m.def("quantize_tensor", &quantize_tensor, py::arg("x"), py::arg("scale"), py::arg("zero_point"),
         py::arg("dtype"), py::arg("out") = py::none());
   m.def("dequantize_tensor", &dequantize_tensor, py::arg("q"), py::arg("scale"),

@@ -1,6 +1,7 @@
 """Typed stub of the native module edgepack._core (cpp/bindings/). Internal: use the wrappers in
 edgepack.kernels, which normalize arguments and map torch tensors in and out."""
 
+from collections.abc import Sequence
 from typing import Any, Optional
 
 import numpy as np
@@ -47,12 +48,13 @@ def qparams_from_minmax(mn: float, mx: float, dtype: str, symmetric: bool) -> tu
 def quantize_dynamic(
     x: npt.NDArray[np.float32], dtype: str, symmetric: bool, per_row: bool
 ) -> tuple[np.ndarray, npt.NDArray[np.float32], npt.NDArray[np.int32]]: ...
+# Internal torch fast path: address of a contiguous CPU tensor of `shape` (float32 / int8 / uint8).
 def quantize_raw(
-    x_addr: int, q_addr: int, n: int, scale: float, zero_point: int, dtype: str
-) -> None: ...
+    x_addr: int, shape: Sequence[int], scale: float, zero_point: int, dtype: str
+) -> np.ndarray: ...
 def dequantize_raw(
-    q_addr: int, x_addr: int, n: int, scale: float, zero_point: int, dtype: str
-) -> None: ...
+    q_addr: int, shape: Sequence[int], scale: float, zero_point: int, dtype: str
+) -> npt.NDArray[np.float32]: ...
 def choose_qparams_axis(
     x: npt.NDArray[np.float32], axis: int, dtype: str, symmetric: bool
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int32]]: ...
