@@ -139,6 +139,19 @@ TEST(quant_kernels_fast_pass_redo_and_alignment) {
             r.quantize_u8(x, a.data() + off, n, 0.5f, zp + 100);
             k.quantize_u8(x, b.data() + off, n, 0.5f, zp + 100);
             EXPECT(a == b) << isa_name(k.isa) << " u8 off=" << off << " n=" << n;
+            std::vector<float> invs(n);
+            std::vector<int32_t> zps(n);
+            for (std::size_t i = 0; i < n; ++i) {
+              invs[i] = 1.0f / (0.3f + 0.01f * static_cast<float>(i % 13));
+              zps[i] = static_cast<int32_t>(i % 200) - 100 + zp;
+            }
+            r.quantize_vec_s8(x, a.data() + off, n, invs.data(), zps.data());
+            EXPECT(!k.quantize_vec_s8(x, b.data() + off, n, invs.data(), zps.data()));
+            EXPECT(a == b) << isa_name(k.isa) << " vec off=" << off << " n=" << n;
+            for (auto& v : zps) v += 100;
+            r.quantize_vec_u8(x, a.data() + off, n, invs.data(), zps.data());
+            k.quantize_vec_u8(x, b.data() + off, n, invs.data(), zps.data());
+            EXPECT(a == b) << isa_name(k.isa) << " vec u8 off=" << off << " n=" << n;
             std::vector<float> fa(n + 16), fb(n + 16);
             r.dequantize_s8(a.data(), fa.data() + off, n, 0.37f, zp);
             k.dequantize_s8(a.data(), fb.data() + off, n, 0.37f, zp);

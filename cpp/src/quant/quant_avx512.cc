@@ -160,10 +160,10 @@ inline __m512i quant_vec16(__m512 x, __m512 inv, __m512i zp, __mmask16& nan) {
   return kSigned ? s : _mm512_max_epi32(s, _mm512_setzero_si512());
 }
 
+// Clamped per-element pass over [0, n): exact for every input, reports NaN exactly.
 template <bool kSigned>
-bool quantize_vec_t(const float* x, void* qv, std::size_t n, const float* inv_scale,
-                    const int32_t* zp) {
-  auto* q = static_cast<uint8_t*>(qv);
+bool quantize_vec_clamped(const float* x, uint8_t* q, std::size_t n, const float* inv_scale,
+                          const int32_t* zp) {
   __mmask16 nan = 0;
   std::size_t i = 0;
   for (; i + 16 <= n; i += 16) {
@@ -182,6 +182,36 @@ bool quantize_vec_t(const float* x, void* qv, std::size_t n, const float* inv_sc
     _mm_mask_storeu_epi8(q + i, k, kSigned ? _mm512_cvtsepi32_epi8(s) : _mm512_cvtusepi32_epi8(s));
   }
   return nan != 0;
+}
+
+// Per-element parameters, fast pass: the per-tensor scheme (unclamped vcvtps2dq, saturating
+// int16 packs, vpaddsw of the zero points packed the same way) over blocks of 64. A packed
+// -32768 (NaN or |v| >= 2^31 somewhere) sends the whole row through the clamped pass instead.
+template <bool kSigned>
+bool quantize_vec_t(const float* x, void* qv, std::size_t n, const float* inv_scale,
+                    const int32_t* zp) {
+  auto* q = static_cast<uint8_t*>(qv);
+  const __m512i idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  __m512i lo_acc = _mm512_set1_epi16(0);
+  std::size_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    __m512i r[4], z[4];
+    for (int j = 0; j < 4; ++j) {
+      r[j] = _mm512_cvtps_epi32(
+          _mm512_mul_ps(_mm512_loadu_ps(x + i + 16 * j), _mm512_loadu_ps(inv_scale + i + 16 * j)));
+      z[j] = _mm512_loadu_si512(zp + i + 16 * j);
+    }
+    __m512i ab = _mm512_packs_epi32(r[0], r[1]);
+    __m512i cd = _mm512_packs_epi32(r[2], r[3]);
+    lo_acc = _mm512_min_epi16(lo_acc, _mm512_min_epi16(ab, cd));
+    ab = _mm512_adds_epi16(ab, _mm512_packs_epi32(z[0], z[1]));  // same lane order as r
+    cd = _mm512_adds_epi16(cd, _mm512_packs_epi32(z[2], z[3]));
+    const __m512i p = kSigned ? _mm512_packs_epi16(ab, cd) : _mm512_packus_epi16(ab, cd);
+    _mm512_storeu_si512(q + i, _mm512_permutexvar_epi32(idx, p));
+  }
+  if (_mm512_cmpeq_epi16_mask(lo_acc, _mm512_set1_epi16(-32768)) != 0)
+    return quantize_vec_clamped<kSigned>(x, q, n, inv_scale, zp);
+  return i < n && quantize_vec_clamped<kSigned>(x + i, q + i, n - i, inv_scale + i, zp + i);
 }
 
 template <bool kSigned>
