@@ -88,9 +88,10 @@ bool quantize_t(const float* x, void* qv, std::size_t n, float inv_scale, int32_
   return nan;
 }
 
+// Per-element parameters, clamped: exact for every input and reports NaN exactly.
 template <bool kSigned>
-bool quantize_vec_t(const float* x, void* qv, std::size_t n, const float* inv_scale,
-                    const int32_t* zp) {
+bool quantize_vec_clamped(const float* x, void* qv, std::size_t n, const float* inv_scale,
+                          const int32_t* zp) {
   auto* q = static_cast<uint8_t*>(qv);
   const int32_t qmin = kSigned ? -128 : 0, qmax = kSigned ? 127 : 255;
   const __m256 vqmin = _mm256_set1_ps(static_cast<float>(qmin));
@@ -113,6 +114,35 @@ bool quantize_vec_t(const float* x, void* qv, std::size_t n, const float* inv_sc
     nan |= kSigned ? ref::quantize_s8(x + i, q + i, 1, inv_scale[i], zp[i])
                    : ref::quantize_u8(x + i, q + i, 1, inv_scale[i], zp[i]);
   return nan;
+}
+
+// Per-element parameters, fast pass over blocks of 32 with the per-tensor scheme (zero points
+// packed to int16 in the same lane order); a packed -32768 sends the row to the clamped pass.
+template <bool kSigned>
+bool quantize_vec_t(const float* x, void* qv, std::size_t n, const float* inv_scale,
+                    const int32_t* zp) {
+  auto* q = static_cast<uint8_t*>(qv);
+  __m256i lo_acc = _mm256_set1_epi16(0);
+  std::size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m256i r[4], z[4];
+    for (int j = 0; j < 4; ++j) {
+      r[j] = _mm256_cvtps_epi32(
+          _mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * j), _mm256_loadu_ps(inv_scale + i + 8 * j)));
+      z[j] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(zp + i + 8 * j));
+    }
+    __m256i ab = _mm256_packs_epi32(r[0], r[1]);
+    __m256i cd = _mm256_packs_epi32(r[2], r[3]);
+    lo_acc = _mm256_min_epi16(lo_acc, _mm256_min_epi16(ab, cd));
+    ab = _mm256_adds_epi16(ab, _mm256_packs_epi32(z[0], z[1]));
+    cd = _mm256_adds_epi16(cd, _mm256_packs_epi32(z[2], z[3]));
+    const __m256i p = kSigned ? _mm256_packs_epi16(ab, cd) : _mm256_packus_epi16(ab, cd);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i),
+                        _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+  }
+  if (_mm256_movemask_epi8(_mm256_cmpeq_epi16(lo_acc, _mm256_set1_epi16(-32768))) != 0)
+    return quantize_vec_clamped<kSigned>(x, q, n, inv_scale, zp);
+  return i < n && quantize_vec_clamped<kSigned>(x + i, q + i, n - i, inv_scale + i, zp + i);
 }
 
 template <bool kSigned>
