@@ -103,7 +103,7 @@ def _quant_per_tensor(n: int) -> Case:
     )
 
 
-def _quant_per_channel(n: int) -> Case:
+def _quant_per_channel(n: int, last: bool = False) -> Case:
     import edgepack as ep
 
     from .reference import quantize_ref
@@ -111,9 +111,14 @@ def _quant_per_channel(n: int) -> Case:
     torch: object = _torch()
     import math
 
-    # a square-ish weight matrix [c, n / c] quantized per row (axis 0), like a Linear weight
-    c = max(d for d in range(1, math.isqrt(n) + 1) if n % d == 0)
-    x = _data(n).reshape(c, -1)
+    # axis 0: a square-ish weight matrix [c, n / c] quantized per row, like a Linear weight;
+    # last: [n / c, c] with c = 256 channels on the last axis (per-element scale vectors)
+    if last:
+        c = 256 if n % 256 == 0 else 1
+    else:
+        c = max(d for d in range(1, math.isqrt(n) + 1) if n % d == 0)
+    x = _data(n).reshape(-1, c) if last else _data(n).reshape(c, -1)
+    ax = 1 if last else 0
     s = np.random.default_rng(1).uniform(0.01, 0.03, c).astype(np.float32)
     z = np.zeros(c, np.int32)
     xt = torch.from_numpy(x)  # type: ignore[attr-defined]
@@ -121,15 +126,16 @@ def _quant_per_channel(n: int) -> Case:
     zt = torch.from_numpy(z).long()  # type: ignore[attr-defined]
     qpc = torch.quantize_per_channel  # type: ignore[attr-defined]
     qint8 = torch.qint8  # type: ignore[attr-defined]
-    inv = (np.float32(1.0) / s)[:, None]
+    shp = (1, c) if last else (c, 1)
+    inv = (np.float32(1.0) / s).reshape(shp)
     return Case(
-        f"quantize per-channel int8 [{c}x{n // c}] axis 0", n, 5 * n,
-        edgepack=lambda: ep.quantize(x, s, z, axis=0),
+        f"quantize per-channel int8 [{x.shape[0]}x{x.shape[1]}] axis {ax}", n, 5 * n,
+        edgepack=lambda: ep.quantize(x, s, z, axis=ax),
         check=lambda: bool(np.array_equal(
-            ep.quantize(x, s, z, axis=0),
-            quantize_ref(x, s[:, None], z[:, None], -128, 127).astype(np.int8))),
+            ep.quantize(x, s, z, axis=ax),
+            quantize_ref(x, s.reshape(shp), z.reshape(shp), -128, 127).astype(np.int8))),
         peers={
-            "torch.quantize_per_channel": lambda: qpc(xt, st, zt, 0, qint8),
+            "torch.quantize_per_channel": lambda: qpc(xt, st, zt, ax, qint8),
             "numpy": lambda: np.clip(np.rint(x * inv), -128, 127).astype(np.int8),
         },
     )
@@ -190,6 +196,8 @@ def _dynamic(n: int) -> Case:
 
 register(BenchEntry("quantize", "quant", _quant_per_tensor))
 register(BenchEntry("quantize_per_channel", "quant", _quant_per_channel))
+register(BenchEntry("quantize_per_channel_last", "quant",
+                    lambda n: _quant_per_channel(n, last=True)))
 register(BenchEntry("dequantize", "quant", _dequant))
 register(BenchEntry("quantize_dynamic", "quant", _dynamic))
 
