@@ -287,3 +287,11 @@ def test_torch_fast_path_values(dtype: str, threads: int) -> None:
         ep.quantize(torch.tensor([1.0, float("nan")] * 40), 0.1)
     with pytest.raises(ValueError, match="scale"):
         ep.dequantize(torch.zeros(4, dtype=torch.int8), -1.0)
+
+
+def test_dequantize_large_streaming_path(threads: int) -> None:
+    """Outputs of 32 MiB and more per thread chunk use streaming stores on AVX-512."""
+    n = (1 << 23) * threads + 77
+    q = np.resize(np.arange(-128, 128, dtype=np.int8), n)
+    d = ep.dequantize(q, 0.37, 3)
+    assert ref.same_bits(d, ref.dequantize(q, 0.37, 3))
