@@ -58,9 +58,8 @@ void quantize_op(const QuantKernels& k, const float* x, void* q, QDType dtype, s
   if (nan) throw_nan();
 }
 
-void dequantize_op(const QuantKernels& k, const void* q, float* x, QDType dtype,
-                   std::size_t outer, std::size_t channels, std::size_t inner, const float* scale,
-                   const int32_t* zp) {
+void dequantize_op(const QuantKernels& k, const void* q, float* x, QDType dtype, std::size_t outer,
+                   std::size_t channels, std::size_t inner, const float* scale, const int32_t* zp) {
   const std::size_t total = outer * channels * inner;
   if (total == 0) return;
   const auto* qb = static_cast<const uint8_t*>(q);
