@@ -289,8 +289,8 @@ def test_torch_fast_path_values(dtype: str, threads: int) -> None:
         ep.dequantize(torch.zeros(4, dtype=torch.int8), -1.0)
 
 
-def test_dequantize_large_streaming_path(threads: int) -> None:
-    """Outputs of 32 MiB and more per thread chunk use streaming stores on AVX-512."""
+def test_dequantize_large(threads: int) -> None:
+    """A 32 MiB+ output per thread chunk (DRAM-sized, where store tricks would kick in)."""
     n = (1 << 23) * threads + 77
     q = np.resize(np.arange(-128, 128, dtype=np.int8), n)
     d = ep.dequantize(q, 0.37, 3)
