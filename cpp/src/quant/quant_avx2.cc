@@ -15,6 +15,8 @@
 // reference, which computes the same thing.
 #include <immintrin.h>
 
+#include <cstdint>
+
 #include "kernels_internal.h"
 
 namespace edgepack {
@@ -61,9 +63,13 @@ template <bool kSigned, bool kClamp, bool kZp>
 bool quant_blocks(const float* x, uint8_t* q, std::size_t n, __m256 inv, __m256i vzp) {
   const __m256 big = _mm256_set1_ps(kBig);
   __m256i lo_acc = _mm256_set1_epi16(0);
-  for (std::size_t i = 0; i < n; i += 32)
+  for (std::size_t i = 0; i < n; i += 32) {
+    const auto ahead = reinterpret_cast<std::uintptr_t>(x + i) + 2048;  // may pass the end: ok
+    _mm_prefetch(reinterpret_cast<const char*>(ahead), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(ahead + 64), _MM_HINT_T0);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + i),
                         quant32<kSigned, kClamp, kZp>(x + i, inv, big, vzp, lo_acc));
+  }
   return _mm256_movemask_epi8(_mm256_cmpeq_epi16(lo_acc, _mm256_set1_epi16(-32768))) != 0;
 }
 
@@ -158,9 +164,15 @@ void dequantize_t(const void* qv, float* x, std::size_t n, float scale, int32_t 
   const __m256 s = _mm256_set1_ps(scale);
   const __m256i z = _mm256_set1_epi32(zp);
   std::size_t i = 0;
-  for (; i + 32 <= n; i += 32)
+  for (; i + 32 <= n; i += 32) {
+    // Fetch the output lines before the stores reach them (see quant_avx512.cc).
+    _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<std::uintptr_t>(x + i) + 4096),
+                 _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<std::uintptr_t>(x + i) + 4160),
+                 _MM_HINT_T0);
     for (int j = 0; j < 4; ++j)
       _mm256_storeu_ps(x + i + 8 * j, _mm256_mul_ps(load8_as_float<kSigned>(q + i + 8 * j, z), s));
+  }
   for (; i + 8 <= n; i += 8)
     _mm256_storeu_ps(x + i, _mm256_mul_ps(load8_as_float<kSigned>(q + i, z), s));
   for (; i < n; ++i) {
