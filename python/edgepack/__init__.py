@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from . import _core
+
+# model-level API (compress / optimize / save / load); imported after the kernels on purpose
+from .io import load, save  # noqa: E402
 from .kernels import choose_qparams, dequantize, quantize, quantize_dynamic
+from .optimize import optimize  # noqa: E402
+from .quantize import CompressionConfig  # noqa: E402
+from .quantize.compress import compress  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -39,6 +45,11 @@ def get_num_threads() -> int:
 
 
 __all__ = [
+    "CompressionConfig",
+    "compress",
+    "load",
+    "optimize",
+    "save",
     "choose_qparams",
     "cpu_info",
     "dequantize",
