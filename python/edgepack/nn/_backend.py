@@ -75,7 +75,7 @@ def run_s32(a_u8: torch.Tensor, packed: object, a_zero_point: int) -> torch.Tens
     return out
 
 
-def packed_nbytes(packed: object) -> int:
+def packed_nbytes(packed: Any) -> int:
     return int(packed.nbytes)
 
 
