@@ -5,6 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from . import _core
+from .gemm import (
+    PackedLinear,
+    gemm_s32,
+    linear_int8,
+    linear_q,
+    pack_weights,
+    quantize_weights,
+)
 from .kernels import choose_qparams, dequantize, quantize, quantize_dynamic
 
 __version__ = "0.1.0"
@@ -39,11 +47,17 @@ def get_num_threads() -> int:
 
 
 __all__ = [
+    "PackedLinear",
     "choose_qparams",
     "cpu_info",
     "dequantize",
+    "gemm_s32",
     "get_num_threads",
+    "linear_int8",
+    "linear_q",
+    "pack_weights",
     "quantize",
     "quantize_dynamic",
+    "quantize_weights",
     "set_num_threads",
 ]
