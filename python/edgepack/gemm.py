@@ -41,7 +41,9 @@ class PackedLinear:
 
     def __init__(self, buf: np.ndarray, *, _verify: bool = True) -> None:
         if not isinstance(buf, np.ndarray) or buf.dtype != np.uint8 or buf.ndim != 1:
-            raise TypeError("PackedLinear wraps a 1-D uint8 buffer; use pack_weights() or from_bytes()")
+            raise TypeError(
+                "PackedLinear wraps a 1-D uint8 buffer; use pack_weights() or from_bytes()"
+            )
         try:
             info = _core.gemm_packed_info(buf, _verify)
         except ValueError as e:
@@ -144,7 +146,9 @@ def _float_vec(v: Any, name: str, n: int) -> np.ndarray:
 
 def _check_packed(packed: object) -> PackedLinear:
     if not isinstance(packed, PackedLinear):
-        raise TypeError(f"packed must be a PackedLinear (from pack_weights), got {type(packed).__name__}")
+        raise TypeError(
+            f"packed must be a PackedLinear (from pack_weights), got {type(packed).__name__}"
+        )
     return packed
 
 
@@ -206,9 +210,7 @@ def pack_weights(w_q: ArrayLike, scale: Any, *, bias: Any = None) -> PackedLinea
     if n == 0 or k == 0:
         raise ValueError(f"w_q must be non-empty, got shape {tuple(w.shape)}")
     if k > MAX_K:
-        raise ValueError(
-            f"K = {k} exceeds {MAX_K}, the bound that keeps int32 accumulation exact"
-        )
+        raise ValueError(f"K = {k} exceeds {MAX_K}, the bound that keeps int32 accumulation exact")
     s = _float_vec(scale, "scale", n)
     if not np.all(np.isfinite(s)) or not np.all(s > 0):
         raise ValueError("scale must be finite and > 0 for every output channel")
