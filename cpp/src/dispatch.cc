@@ -42,6 +42,11 @@ const std::vector<GemmKernels>& gemm_kernel_list() {
       gemm_kernels_avx2(),
       gemm_kernels_avx512vnni(),
 #endif
+#if defined(EDGEPACK_ARCH_ARM)
+      gemm_kernels_neon(),
+      gemm_kernels_neondot(),
+      gemm_kernels_i8mm(),
+#endif
   };
   return list;
 }

@@ -20,5 +20,10 @@ GemmKernels gemm_kernels_ref();
 GemmKernels gemm_kernels_avx2();
 GemmKernels gemm_kernels_avx512vnni();
 #endif
+#if defined(EDGEPACK_ARCH_ARM)
+GemmKernels gemm_kernels_neon();
+GemmKernels gemm_kernels_neondot();
+GemmKernels gemm_kernels_i8mm();
+#endif
 
 }  // namespace edgepack
