@@ -5,13 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from . import _core
-
-# model-level API (compress / optimize / save / load); imported after the kernels on purpose
-from .io import load, save  # noqa: E402
+from .gemm import (
+    PackedLinear,
+    gemm_s32,
+    linear_int8,
+    linear_q,
+    pack_weights,
+    quantize_weights,
+)
+from .io import load, save
 from .kernels import choose_qparams, dequantize, quantize, quantize_dynamic
-from .optimize import optimize  # noqa: E402
-from .quantize import CompressionConfig  # noqa: E402
-from .quantize.compress import compress  # noqa: E402
+from .optimize import optimize
+from .quantize import CompressionConfig
+from .quantize.compress import compress
 
 __version__ = "0.1.0"
 
@@ -50,11 +56,17 @@ __all__ = [
     "load",
     "optimize",
     "save",
+    "PackedLinear",
     "choose_qparams",
     "cpu_info",
     "dequantize",
+    "gemm_s32",
     "get_num_threads",
+    "linear_int8",
+    "linear_q",
+    "pack_weights",
     "quantize",
     "quantize_dynamic",
+    "quantize_weights",
     "set_num_threads",
 ]
