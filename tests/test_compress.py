@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from _models import Residual, max_rel_err, mlp, mnist_cnn, randomize_bn
 from torch import nn
 from torch.nn.utils import prune
 
 import edgepack
+from _models import Residual, max_rel_err, mlp, mnist_cnn, randomize_bn
 from edgepack import CompressionConfig, reference
 from edgepack.nn import QuantConv2d, QuantEmbedding, QuantLinear
 from edgepack.quantize import quantize_weight

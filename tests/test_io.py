@@ -7,11 +7,11 @@ import struct
 
 import pytest
 import torch
-from _models import Residual, mlp, mnist_cnn, randomize_bn
 from torch import nn
 from torch.nn.utils import prune
 
 import edgepack
+from _models import Residual, mlp, mnist_cnn, randomize_bn
 from edgepack import CompressionConfig
 from edgepack.io import MAGIC, loads
 from edgepack.nn import QuantConv2d, QuantEmbedding, QuantLinear

@@ -5,11 +5,11 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from _models import Residual, mnist_cnn, randomize_bn
 from torch import nn
 from torch.nn.utils import prune
 
 import edgepack
+from _models import Residual, mnist_cnn, randomize_bn
 
 
 def _same_state(a: nn.Module, b: nn.Module) -> bool:

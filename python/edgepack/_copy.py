@@ -20,7 +20,7 @@ M = TypeVar("M", bound=nn.Module)
 def deepcopy_model(model: M) -> M:
     memo: dict[int, Any] = {}
     for m in model.modules():
-        for name, val in vars(m).items():
+        for val in vars(m).values():
             if isinstance(val, torch.Tensor) and not val.is_leaf:
                 memo[id(val)] = val.detach().clone()
     return copy.deepcopy(model, memo)
