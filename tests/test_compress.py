@@ -58,6 +58,15 @@ def test_quant_linear_static_equals_reference():
     ref = reference.epilogue_ref(acc, np.full(5, a_scale, np.float32), s,
                                  lin.bias.detach().numpy(), True)
     np.testing.assert_array_equal(y.numpy(), ref)
+    # +-inf saturates like edgepack.quantize; NaN is an error
+    x[0, 0], x[1, 1] = float("inf"), float("-inf")
+    a = reference.quantize_ref(x.numpy(), np.float32(a_scale), np.int32(a_zp), 0, 255)
+    ref = reference.epilogue_ref(reference.gemm_s32_ref(a, w_q, a_zp), np.full(5, a_scale,
+                                 np.float32), s, lin.bias.detach().numpy(), True)
+    np.testing.assert_array_equal(q(x).numpy(), ref)
+    x[2, 2] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        q(x)
 
 
 @pytest.mark.parametrize("kw", [
@@ -71,6 +80,8 @@ def test_quant_conv_equals_im2col_reference(kw):
     conv = nn.Conv2d(3, 5, **kw)
     q = QuantConv2d.from_float(conv, sparse="never")
     x = torch.randn(2, 3, 9, 8)
+    if "padding" in kw:
+        x = x.to(memory_format=torch.channels_last)
     with torch.no_grad():
         ref_fp = conv(x)
         y = q(x)
@@ -78,9 +89,13 @@ def test_quant_conv_equals_im2col_reference(kw):
     # reference: the same padding, unfold, linear_int8_ref per output position
     pads = q.pads
     xp = F.pad(x, pads, mode="constant" if conv.padding_mode == "zeros" else conv.padding_mode)
-    cols = F.unfold(xp, q.kernel_size, dilation=q.dilation, stride=q.stride)
-    a = cols.transpose(1, 2).reshape(-1, cols.shape[1]).numpy()
-    w_q, s = _wq(conv)
+    cols = F.unfold(xp, q.kernel_size, dilation=q.dilation, stride=q.stride)  # (C, kh, kw)
+    n, ck, npos = cols.shape
+    khw = q.kernel_size[0] * q.kernel_size[1]
+    cols = cols.view(n, 3, khw, npos).transpose(1, 2).reshape(n, ck, npos)  # -> (kh, kw, C)
+    a = cols.transpose(1, 2).reshape(-1, ck).numpy()
+    w = conv.weight.detach().permute(0, 2, 3, 1).reshape(5, -1)
+    w_q, s = (t.numpy() for t in quantize_weight(w))
     b = None if conv.bias is None else conv.bias.detach().numpy()
     ref = reference.linear_int8_ref(a, w_q, s, b, False)
     got = y.permute(0, 2, 3, 1).reshape(-1, 5).numpy()

@@ -153,6 +153,29 @@ py::array linear_int8(const py::array& x, const py::array& buf, bool relu) {
   return out;
 }
 
+// Static-activation linear, float out (see gemm_ops.h linear_static_op).
+py::array linear_int8_static(const py::array& x, const py::array& buf, float a_scale, int a_zp,
+                             bool relu) {
+  const PackedView v = view(buf, false);
+  const float* xp = in_ptr<float>(x, "x", "float32");
+  const std::size_t m = check_2d(x, "x", v.k);
+  check_zp(AType::kU8, a_zp, "a_zero_point");
+  check_scale(a_scale, "a_scale");
+  if (!std::isfinite(1.0f / a_scale)) throw py::value_error("a_scale is too small for float32");
+  for (std::size_t i = 0; i < v.n; ++i)
+    if (!std::isfinite(a_scale * v.scale[i]))
+      throw py::value_error("a_scale * weight scale overflows float32");
+  check_outputs(m, v.n);
+  py::array_t<float> out({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(v.n)});
+  float* op = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    edgepack::linear_static_op(edgepack::gemm_kernels(), edgepack::quant_kernels(), v, xp, m,
+                               v.k, a_scale, a_zp, relu, op);
+  }
+  return out;
+}
+
 py::array linear_q(const py::array& a, const py::array& buf, float a_scale, int a_zp,
                    float out_scale, int out_zp, bool relu, const std::string& out_dtype) {
   const PackedView v = view(buf, false);
@@ -204,6 +227,8 @@ void bind_gemm(py::module_& m) {
   m.def("linear_q", &linear_q, py::arg("a_q"), py::arg("buf"), py::arg("a_scale"),
         py::arg("a_zero_point"), py::arg("out_scale"), py::arg("out_zero_point"), py::arg("relu"),
         py::arg("out_dtype"));
+  m.def("linear_int8_static", &linear_int8_static, py::arg("x"), py::arg("buf"),
+        py::arg("a_scale"), py::arg("a_zero_point"), py::arg("relu"));
   m.attr("GEMM_MAX_K") = edgepack::kMaxK;
   m.attr("GEMM_MAX_OUTPUTS") = edgepack::kMaxOutputs;
 }

@@ -76,6 +76,14 @@ void gemm_s32_op(const GemmKernels& gk, const PackedView& p, const void* a, ATyp
 void linear_int8_op(const GemmKernels& gk, const QuantKernels& qk, const PackedView& p,
                     const float* x, std::size_t m, std::size_t ldx, bool relu, float* out);
 
+// Static-activation linear with float output (edgepack.nn's calibrated layers): x float32
+// [m][K] quantized to uint8 with the per-tensor (a_scale, a_zp) exactly like edgepack.quantize
+// (NaN -> std::domain_error, +-inf saturates), GEMM, then linear_int8_op's fp32 epilogue with
+// a_scale for every row. out is [m][N].
+void linear_static_op(const GemmKernels& gk, const QuantKernels& qk, const PackedView& p,
+                      const float* x, std::size_t m, std::size_t ldx, float a_scale,
+                      int32_t a_zp, bool relu, float* out);
+
 // Static int8 linear (linear_q_ref): a int8/uint8 [m][K] with per-tensor (a_scale, a_zp), output
 // requantized to out_dtype with (out_scale, out_zp). out is [m][N] bytes.
 void linear_q_op(const GemmKernels& gk, const PackedView& p, const void* a, AType at,

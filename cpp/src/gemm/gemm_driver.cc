@@ -248,9 +248,12 @@ void gemm_s32_op(const GemmKernels& gk, const PackedView& p, const void* a, ATyp
 
 namespace {
 
+// fixed == nullptr: dynamic per-row ranges. Otherwise every row uses *fixed (static,
+// calibrated activations); NaN still raises, +-inf saturates as in edgepack.quantize.
 template <class Epi>
 void linear_int8_run(const GemmKernels& gk, const QuantKernels& qk, const PackedView& p,
-                     const float* x, std::size_t m, std::size_t ldx, Epi epi) {
+                     const float* x, std::size_t m, std::size_t ldx, Epi epi,
+                     const QParams* fixed = nullptr) {
   const std::size_t chunk = rows_per_chunk(gk, p.kp);
   const std::size_t k = p.k, kp = p.kp;
   const bool s8 = gk.a_format == AFormat::kS8;
@@ -281,11 +284,11 @@ void linear_int8_run(const GemmKernels& gk, const QuantKernels& qk, const Packed
           bad = 1;
           return;
         }
-        if (!std::isfinite(mn) || !std::isfinite(mx)) {
+        if (!fixed && (!std::isfinite(mn) || !std::isfinite(mx))) {
           bad = 2;
           return;
         }
-        const QParams q = qparams_from_minmax(mn, mx, QDType::kUInt8, false);
+        const QParams q = fixed ? *fixed : qparams_from_minmax(mn, mx, QDType::kUInt8, false);
         uint8_t* d = abuf + r * kp;
         const float inv = 1.0f / q.scale;
         if (s8)
@@ -309,6 +312,14 @@ void linear_int8_t(const GemmKernels& gk, const QuantKernels& qk, const PackedVi
                    const float* x, std::size_t m, std::size_t ldx, float* out) {
   EpiF32<kBias, kRelu> epi{out, p.n, &p, nullptr, nullptr, 0};
   linear_int8_run(gk, qk, p, x, m, ldx, epi);
+}
+
+template <bool kBias, bool kRelu>
+void linear_static_t(const GemmKernels& gk, const QuantKernels& qk, const PackedView& p,
+                     const float* x, std::size_t m, std::size_t ldx, const QParams& q,
+                     float* out) {
+  EpiF32<kBias, kRelu> epi{out, p.n, &p, nullptr, nullptr, 0};
+  linear_int8_run(gk, qk, p, x, m, ldx, epi, &q);
 }
 
 template <bool kBias, bool kRelu, class T>
@@ -344,6 +355,27 @@ void linear_int8_op(const GemmKernels& gk, const QuantKernels& qk, const PackedV
       linear_int8_t<false, true>(gk, qk, p, x, m, ldx, out);
     else
       linear_int8_t<false, false>(gk, qk, p, x, m, ldx, out);
+  }
+}
+
+void linear_static_op(const GemmKernels& gk, const QuantKernels& qk, const PackedView& p,
+                      const float* x, std::size_t m, std::size_t ldx, float a_scale,
+                      int32_t a_zp, bool relu, float* out) {
+  check_kernel(gk);
+  if (m == 0) return;
+  QParams q;
+  q.scale = a_scale;
+  q.zero_point = a_zp;
+  if (p.has_bias) {
+    if (relu)
+      linear_static_t<true, true>(gk, qk, p, x, m, ldx, q, out);
+    else
+      linear_static_t<true, false>(gk, qk, p, x, m, ldx, q, out);
+  } else {
+    if (relu)
+      linear_static_t<false, true>(gk, qk, p, x, m, ldx, q, out);
+    else
+      linear_static_t<false, false>(gk, qk, p, x, m, ldx, q, out);
   }
 }
 

@@ -60,18 +60,37 @@ def pack_linear(
     return _need("pack_weights")(w_q, scale, bias=b)
 
 
+def dense_buffer(packed: object) -> Any:
+    """The raw packed bytes of a dense PackedLinear (None for other packings)."""
+    cls = getattr(_ep(), "PackedLinear", None)
+    if cls is not None and type(packed) is cls:
+        return packed.buffer  # type: ignore[attr-defined]
+    return None
+
+
+def dense_dynamic(x2d: torch.Tensor, buf: Any, relu: bool) -> torch.Tensor:
+    """linear_int8 on a dense packed buffer, straight into the native call (x2d: float32,
+    2-D, C-contiguous, CPU, checked by the caller; the native code checks shapes again)."""
+    from .. import _core
+
+    return torch.from_numpy(_core.linear_int8(x2d.numpy(), buf, relu))
+
+
+def dense_static(x2d: torch.Tensor, buf: Any, a_scale: float, a_zero_point: int,
+                 relu: bool) -> torch.Tensor:
+    """Static-activation linear on a dense packed buffer: x quantized with the calibrated
+    per-tensor (a_scale, a_zero_point) as edgepack.quantize does, int8 GEMM, the fp32 epilogue
+    of linear_int8 (reference: quantize_ref -> gemm_s32_ref -> epilogue_ref)."""
+    from .. import _core
+
+    out = _core.linear_int8_static(x2d.numpy(), buf, a_scale, a_zero_point, relu)
+    return torch.from_numpy(out)
+
+
 def run_dynamic(x2d: torch.Tensor, packed: object, relu: bool) -> torch.Tensor:
     """float32 [M, K] -> float32 [M, N]: dynamic per-row int8 linear with fused bias/ReLU."""
     fn = _need("sparse_linear_int8") if is_sparse(packed) else _need("linear_int8")
     out: torch.Tensor = fn(x2d, packed, relu=relu)
-    return out
-
-
-def run_s32(a_u8: torch.Tensor, packed: object, a_zero_point: int) -> torch.Tensor:
-    """uint8 [M, K] -> int32 [M, N] = (a - zp) @ w.T (dense packing only)."""
-    if is_sparse(packed):
-        raise RuntimeError("static activations need dense packing (no sparse int32 GEMM)")
-    out: torch.Tensor = _need("gemm_s32")(a_u8, packed, a_zero_point=a_zero_point)
     return out
 
 

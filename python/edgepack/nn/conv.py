@@ -1,9 +1,12 @@
-"""QuantConv2d: Conv2d as im2col (torch unfold) into the int8 GEMM of QuantLinear.
+"""QuantConv2d: Conv2d as im2col into the int8 GEMM of QuantLinear, in NHWC.
 
-Row m of the im2col matrix is one output position's receptive field (C*kh*kw values, channel
-major, matching weight.reshape(O, -1)); dynamic activations therefore get one range per output
-position. groups > 1 is not supported here (compress keeps such convs fp32 with a warning).
-The output is an NCHW-shaped view in channels_last memory (no extra copy).
+The input is read as NHWC (free for channels_last tensors, which is what QuantConv2d itself
+returns: an NCHW-shaped view of NHWC memory, so conv -> pool -> conv chains never transpose).
+Row m of the im2col matrix is one output position's receptive field in (kh, kw, C) order: one
+strided view of the padded NHWC input and a single copy; the packed weight is
+weight.permute(0, 2, 3, 1).reshape(O, kh*kw*C) to match. Dynamic activations therefore get one
+range per output position. groups > 1 is not supported here (compress keeps such convs fp32
+with a warning).
 """
 
 from __future__ import annotations
@@ -86,16 +89,29 @@ class QuantConv2d(nn.Module):
         dil = _pair(mod.dilation)
         k = mod.in_channels * ks[0] * ks[1]
         shim = nn.Linear(k, mod.out_channels, bias=mod.bias is not None)
-        # weights (pruning masks honoured) reshaped [O, C*kh*kw] in unfold's order
+        # weights (pruning masks honoured) as [O, kh*kw*C], the im2col column order
         from ..quantize.weights import effective_weight
 
         with torch.no_grad():
-            shim.weight.copy_(effective_weight(mod).reshape(mod.out_channels, -1))
+            w = effective_weight(mod).permute(0, 2, 3, 1).reshape(mod.out_channels, -1)
+            shim.weight.copy_(w)
             if mod.bias is not None and shim.bias is not None:
                 shim.bias.copy_(effective_weight(mod, "bias"))
         lin = QuantLinear.from_float(shim, relu=relu, sparse=sparse, act_qparams=act_qparams)
         return cls(lin, mod.in_channels, mod.out_channels, ks, _pair(mod.stride),
                    conv_pads(mod.padding, ks, dil), dil, mod.padding_mode)
+
+    def _padded_nhwc(self, xb: torch.Tensor) -> torch.Tensor:
+        """NHWC (contiguous) view/copy of NCHW-shaped xb, with the conv's padding applied."""
+        left, right, top, bottom = self.pads
+        if not any(self.pads):
+            return xb.permute(0, 2, 3, 1).contiguous()
+        if self.padding_mode != "zeros":
+            return F.pad(xb, self.pads, mode=self.padding_mode).permute(0, 2, 3, 1).contiguous()
+        n, c, h, w = xb.shape
+        out = xb.new_zeros((n, h + top + bottom, w + left + right, c))
+        out[:, top:top + h, left:left + w, :] = xb.permute(0, 2, 3, 1)
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_float_input(x, "QuantConv2d")
@@ -105,18 +121,24 @@ class QuantConv2d(nn.Module):
                 f"QuantConv2d: input has shape {tuple(x.shape)}, expected "
                 f"[N, {self.in_channels}, H, W] or [{self.in_channels}, H, W]"
             )
-        xb = (x if batched else x.unsqueeze(0)).detach().to(torch.float32)
-        if any(self.pads):
-            mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
-            xb = F.pad(xb, self.pads, mode=mode)
-        n, _, h, w = xb.shape
+        xb = (x if batched else x.unsqueeze(0)).detach()
+        if xb.dtype != torch.float32:
+            xb = xb.to(torch.float32)
+        nhwc = self._padded_nhwc(xb)
+        n, h, w, c = nhwc.shape
         kh, kw = self.kernel_size
-        oh = (h - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
-        ow = (w - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        oh = (h - dh * (kh - 1) - 1) // sh + 1
+        ow = (w - dw * (kw - 1) - 1) // sw + 1
         if oh <= 0 or ow <= 0:
             raise ValueError(f"QuantConv2d: input {tuple(x.shape)} is smaller than the kernel")
-        cols = F.unfold(xb, (kh, kw), dilation=self.dilation, stride=self.stride)  # [N, CK, L]
-        a = cols.transpose(1, 2).reshape(n * oh * ow, -1).contiguous()
+        if kh == kw == 1 and sh == sw == 1:
+            a = nhwc.reshape(n * oh * ow, c)  # 1x1 conv: the input is the im2col matrix
+        else:
+            s0, s1, s2, s3 = nhwc.stride()
+            patches = nhwc.as_strided((n, oh, ow, kh, kw, c),
+                                      (s0, s1 * sh, s2 * sw, s1 * dh, s2 * dw, s3))
+            a = patches.reshape(n * oh * ow, kh * kw * c)  # the one copy
         y = self.linear.matmul_2d(a)  # [N*L, O]
         out = y.reshape(n, oh, ow, self.out_channels).permute(0, 3, 1, 2)
         if not batched:

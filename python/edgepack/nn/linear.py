@@ -3,8 +3,9 @@
 Weights: int8 per-output-channel symmetric, packed once. Activations:
 - dynamic (default): per-row uint8 range at run time, one fused kernel call
   (quantize -> int8 GEMM -> dequantize + bias + optional ReLU), edgepack.linear_int8;
-- static: one calibrated per-tensor uint8 (scale, zero_point); x is quantized with it, the int32
-  GEMM runs, and the epilogue follows reference.epilogue_ref's float32 operation order exactly.
+- static: one calibrated per-tensor uint8 (scale, zero_point); x is quantized with it
+  (edgepack.quantize's rounding), the int8 GEMM runs and linear_int8's fp32 epilogue follows, in
+  one native call (_core.linear_int8_static); dense packing only.
 Inference only: outputs carry no autograd history.
 """
 
@@ -15,7 +16,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..kernels import quantize
 from ..quantize.weights import effective_weight, quantize_weight
 from . import _backend
 
@@ -28,23 +28,6 @@ def check_float_input(x: object, owner: str) -> torch.Tensor:
     if not torch.is_floating_point(x):
         raise TypeError(f"{owner}: input must be floating point, got {x.dtype}")
     return x
-
-
-def static_epilogue(
-    acc: torch.Tensor,
-    a_scale: float,
-    w_scale: torch.Tensor,
-    bias: torch.Tensor | None,
-    relu: bool,
-) -> torch.Tensor:
-    """float32 epilogue of reference.epilogue_ref for one per-tensor activation scale."""
-    mult = torch.tensor(a_scale, dtype=torch.float32) * w_scale  # rounded to fp32 first
-    y = acc.to(torch.float32) * mult
-    if bias is not None:
-        y = y + bias
-    if relu:
-        y = torch.clamp_min(y, 0.0)
-    return y
 
 
 class QuantLinear(nn.Module):
@@ -66,7 +49,7 @@ class QuantLinear(nn.Module):
         act_zero_point: int | None = None,
     ) -> None:
         super().__init__()
-        self.packed = packed
+        self.packed = packed  # property: also caches the raw buffer of dense packings
         self.in_features = int(in_features)
         self.out_features = int(out_features)
         self.relu = bool(relu)
@@ -96,6 +79,15 @@ class QuantLinear(nn.Module):
                    act_scale=a_s, act_zero_point=a_z)
 
     @property
+    def packed(self) -> Any:
+        return self._packed
+
+    @packed.setter
+    def packed(self, value: Any) -> None:
+        self._packed = value
+        self._dense_buf = _backend.dense_buffer(value)
+
+    @property
     def is_static(self) -> bool:
         return self.act_scale is not None
 
@@ -112,21 +104,29 @@ class QuantLinear(nn.Module):
         if x2.shape[0] == 0:
             return x2.new_zeros((0, self.out_features))
         if self.act_scale is None:
+            if self._dense_buf is not None:  # hot path: one native call, no wrapper layers
+                return _backend.dense_dynamic(x2, self._dense_buf, self.relu)
             return _backend.run_dynamic(x2, self.packed, self.relu)
+        if self._dense_buf is None:
+            raise RuntimeError("static activations need dense packed weights")
         zp = int(self.act_zero_point or 0)
-        a = torch.as_tensor(quantize(x2, self.act_scale, zp, dtype="uint8"))
-        acc = _backend.run_s32(a, self.packed, zp)
-        return static_epilogue(acc, self.act_scale, self.weight_scale, self.bias, self.relu)
+        return _backend.dense_static(x2, self._dense_buf, self.act_scale, zp, self.relu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_float_input(x, "QuantLinear")
-        if x.dim() == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"QuantLinear: input has shape {tuple(x.shape)}, expected [..., {self.in_features}]"
-            )
-        lead = x.shape[:-1]
-        x2 = x.detach().reshape(-1, self.in_features).to(torch.float32).contiguous()
-        y = self.matmul_2d(x2).reshape(*lead, self.out_features)
+        if not isinstance(x, torch.Tensor) or x.device.type != "cpu" or not x.is_floating_point():
+            check_float_input(x, "QuantLinear")
+        k = self.in_features
+        if x.dim() == 0 or x.shape[-1] != k:
+            raise ValueError(f"QuantLinear: input has shape {tuple(x.shape)}, expected [..., {k}]")
+        x2 = x.detach()
+        if x2.dtype != torch.float32:
+            x2 = x2.to(torch.float32)
+        x2 = x2.reshape(-1, k)
+        if not x2.is_contiguous():
+            x2 = x2.contiguous()
+        y = self.matmul_2d(x2)
+        if x.dim() != 2:
+            y = y.view(*x.shape[:-1], self.out_features)
         return y if x.dtype == torch.float32 else y.to(x.dtype)
 
     def extra_repr(self) -> str:
