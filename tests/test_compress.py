@@ -69,6 +69,37 @@ def test_quant_linear_static_equals_reference():
         q(x)
 
 
+def _conv_ref(conv: nn.Conv2d, q: QuantConv2d, x: torch.Tensor,
+              act: tuple[float, int] | None = None) -> np.ndarray:
+    """The QuantConv2d spec in numpy: per image uint8 range, quantize the padded NHWC image,
+    im2col in (kh, kw, C) order, exact int GEMM, epilogue_ref. Returns NHWC float32."""
+    mode = "constant" if conv.padding_mode == "zeros" else conv.padding_mode
+    w = conv.weight.detach().permute(0, 2, 3, 1).reshape(conv.out_channels, -1)
+    w_q, s_w = (t.numpy() for t in quantize_weight(w))
+    b = None if conv.bias is None else conv.bias.detach().numpy()
+    out = []
+    for img in x:
+        xi = img.numpy()[None]
+        if act is None:
+            s, z = reference.qparams_uint8_asym_ref(np.array([xi.min()]), np.array([xi.max()]))
+        else:
+            s, z = np.array([act[0]], np.float32), np.array([act[1]], np.int32)
+        xp = F.pad(torch.from_numpy(xi), q.pads, mode=mode)[0].permute(1, 2, 0).numpy()
+        a = reference.quantize_ref(xp, s, z, 0, 255)  # [H, W, C]
+        kh, kw = q.kernel_size
+        (sh, sw), (dh, dw) = q.stride, q.dilation
+        oh = (a.shape[0] - dh * (kh - 1) - 1) // sh + 1
+        ow = (a.shape[1] - dw * (kw - 1) - 1) // sw + 1
+        rows, cols_ = np.arange(kh)[:, None] * dh, np.arange(kw)[None, :] * dw
+        cols = np.stack([a[i * sh + rows, j * sw + cols_].reshape(-1)
+                         for i in range(oh) for j in range(ow)])
+        acc = reference.gemm_s32_ref(cols, w_q, int(z[0]))
+        y = reference.epilogue_ref(acc, np.full(len(cols), s[0], np.float32), s_w, b,
+                                   q.linear.relu)
+        out.append(y.reshape(oh, ow, -1))
+    return np.stack(out)
+
+
 @pytest.mark.parametrize("kw", [
     dict(kernel_size=3),
     dict(kernel_size=3, padding=1, stride=2),
@@ -86,22 +117,19 @@ def test_quant_conv_equals_im2col_reference(kw):
         ref_fp = conv(x)
         y = q(x)
     assert y.shape == ref_fp.shape
-    # reference: the same padding, unfold, linear_int8_ref per output position
-    pads = q.pads
-    xp = F.pad(x, pads, mode="constant" if conv.padding_mode == "zeros" else conv.padding_mode)
-    cols = F.unfold(xp, q.kernel_size, dilation=q.dilation, stride=q.stride)  # (C, kh, kw)
-    n, ck, npos = cols.shape
-    khw = q.kernel_size[0] * q.kernel_size[1]
-    cols = cols.view(n, 3, khw, npos).transpose(1, 2).reshape(n, ck, npos)  # -> (kh, kw, C)
-    a = cols.transpose(1, 2).reshape(-1, ck).numpy()
-    w = conv.weight.detach().permute(0, 2, 3, 1).reshape(5, -1)
-    w_q, s = (t.numpy() for t in quantize_weight(w))
-    b = None if conv.bias is None else conv.bias.detach().numpy()
-    ref = reference.linear_int8_ref(a, w_q, s, b, False)
-    got = y.permute(0, 2, 3, 1).reshape(-1, 5).numpy()
-    np.testing.assert_array_equal(got, ref)
+    ref = _conv_ref(conv, q, x)
+    np.testing.assert_array_equal(y.permute(0, 2, 3, 1).numpy(), ref)
     assert max_rel_err(y, ref_fp) < 0.03
     assert torch.equal(q(x[1]), y[1])  # unbatched input
+
+
+def test_quant_conv_static_relu_equals_reference():
+    torch.manual_seed(12)
+    conv = nn.Conv2d(4, 6, 3, padding=1, stride=2)
+    act = (0.02, 100)
+    q = QuantConv2d.from_float(conv, relu=True, act_qparams=act)
+    x = torch.randn(3, 4, 11, 10) * 2  # partly outside the calibrated range: saturates
+    np.testing.assert_array_equal(q(x).permute(0, 2, 3, 1).numpy(), _conv_ref(conv, q, x, act))
 
 
 def test_quant_embedding_dequantizes_exactly():

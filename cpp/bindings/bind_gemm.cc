@@ -1,6 +1,7 @@
 // Bindings for the int8 GEMM path: packing, validation, gemm_s32 / linear_int8 / linear_q.
 // Every call re-validates the packed header against the buffer (cheap; the checksum is checked
 // when bytes come from outside, in from_bytes), so a bad buffer is a ValueError, never a crash.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -153,25 +154,31 @@ py::array linear_int8(const py::array& x, const py::array& buf, bool relu) {
   return out;
 }
 
-// Static-activation linear, float out (see gemm_ops.h linear_static_op).
-py::array linear_int8_static(const py::array& x, const py::array& buf, float a_scale, int a_zp,
-                             bool relu) {
+// Float-output linear on uint8 activations with per-row (scale, zero point): linear_u8_op.
+py::array linear_u8(const py::array& a, const py::array& buf, const py::array& row_scale,
+                    const py::array& row_zp, bool relu) {
   const PackedView v = view(buf, false);
-  const float* xp = in_ptr<float>(x, "x", "float32");
-  const std::size_t m = check_2d(x, "x", v.k);
-  check_zp(AType::kU8, a_zp, "a_zero_point");
-  check_scale(a_scale, "a_scale");
-  if (!std::isfinite(1.0f / a_scale)) throw py::value_error("a_scale is too small for float32");
-  for (std::size_t i = 0; i < v.n; ++i)
-    if (!std::isfinite(a_scale * v.scale[i]))
-      throw py::value_error("a_scale * weight scale overflows float32");
+  const uint8_t* ap = in_ptr<uint8_t>(a, "a", "uint8");
+  const std::size_t m = check_2d(a, "a", v.k);
+  const float* sp = in_ptr<float>(row_scale, "row_scale", "float32");
+  const int32_t* zp = in_ptr<int32_t>(row_zp, "row_zero_point", "int32");
+  if (row_scale.ndim() != 1 || static_cast<std::size_t>(row_scale.size()) != m ||
+      row_zp.ndim() != 1 || static_cast<std::size_t>(row_zp.size()) != m)
+    throw py::value_error("row_scale and row_zero_point must be 1-D with one entry per row of a");
+  float smax = 0.0f, wmax = 0.0f;
+  for (std::size_t r = 0; r < m; ++r) {
+    check_scale(sp[r], "row_scale");
+    check_zp(AType::kU8, zp[r], "row_zero_point");
+    smax = std::max(smax, sp[r]);
+  }
+  for (std::size_t i = 0; i < v.n; ++i) wmax = std::max(wmax, v.scale[i]);
+  if (!std::isfinite(smax * wmax)) throw py::value_error("row_scale * weight scale overflows float32");
   check_outputs(m, v.n);
   py::array_t<float> out({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(v.n)});
   float* op = out.mutable_data();
   {
     py::gil_scoped_release nogil;
-    edgepack::linear_static_op(edgepack::gemm_kernels(), edgepack::quant_kernels(), v, xp, m,
-                               v.k, a_scale, a_zp, relu, op);
+    edgepack::linear_u8_op(edgepack::gemm_kernels(), v, ap, m, v.k, sp, zp, relu, op);
   }
   return out;
 }
@@ -227,8 +234,8 @@ void bind_gemm(py::module_& m) {
   m.def("linear_q", &linear_q, py::arg("a_q"), py::arg("buf"), py::arg("a_scale"),
         py::arg("a_zero_point"), py::arg("out_scale"), py::arg("out_zero_point"), py::arg("relu"),
         py::arg("out_dtype"));
-  m.def("linear_int8_static", &linear_int8_static, py::arg("x"), py::arg("buf"),
-        py::arg("a_scale"), py::arg("a_zero_point"), py::arg("relu"));
+  m.def("linear_u8", &linear_u8, py::arg("a"), py::arg("buf"), py::arg("row_scale"),
+        py::arg("row_zero_point"), py::arg("relu"));
   m.attr("GEMM_MAX_K") = edgepack::kMaxK;
   m.attr("GEMM_MAX_OUTPUTS") = edgepack::kMaxOutputs;
 }

@@ -248,12 +248,9 @@ void gemm_s32_op(const GemmKernels& gk, const PackedView& p, const void* a, ATyp
 
 namespace {
 
-// fixed == nullptr: dynamic per-row ranges. Otherwise every row uses *fixed (static,
-// calibrated activations); NaN still raises, +-inf saturates as in edgepack.quantize.
 template <class Epi>
 void linear_int8_run(const GemmKernels& gk, const QuantKernels& qk, const PackedView& p,
-                     const float* x, std::size_t m, std::size_t ldx, Epi epi,
-                     const QParams* fixed = nullptr) {
+                     const float* x, std::size_t m, std::size_t ldx, Epi epi) {
   const std::size_t chunk = rows_per_chunk(gk, p.kp);
   const std::size_t k = p.k, kp = p.kp;
   const bool s8 = gk.a_format == AFormat::kS8;
@@ -284,11 +281,11 @@ void linear_int8_run(const GemmKernels& gk, const QuantKernels& qk, const Packed
           bad = 1;
           return;
         }
-        if (!fixed && (!std::isfinite(mn) || !std::isfinite(mx))) {
+        if (!std::isfinite(mn) || !std::isfinite(mx)) {
           bad = 2;
           return;
         }
-        const QParams q = fixed ? *fixed : qparams_from_minmax(mn, mx, QDType::kUInt8, false);
+        const QParams q = qparams_from_minmax(mn, mx, QDType::kUInt8, false);
         uint8_t* d = abuf + r * kp;
         const float inv = 1.0f / q.scale;
         if (s8)
@@ -315,11 +312,16 @@ void linear_int8_t(const GemmKernels& gk, const QuantKernels& qk, const PackedVi
 }
 
 template <bool kBias, bool kRelu>
-void linear_static_t(const GemmKernels& gk, const QuantKernels& qk, const PackedView& p,
-                     const float* x, std::size_t m, std::size_t ldx, const QParams& q,
-                     float* out) {
-  EpiF32<kBias, kRelu> epi{out, p.n, &p, nullptr, nullptr, 0};
-  linear_int8_run(gk, qk, p, x, m, ldx, epi, &q);
+void linear_u8_t(const GemmKernels& gk, const PackedView& p, const uint8_t* a, std::size_t m,
+                 std::size_t lda, const float* row_scale, const int32_t* row_zpoff, float* out) {
+  const EpiF32<kBias, kRelu> epi{out, p.n, &p, row_scale, row_zpoff, 0};
+  const std::size_t chunk = rows_per_chunk(gk, p.kp);
+  for (std::size_t r0 = 0; r0 < m; r0 += chunk) {
+    const std::size_t rows = std::min(chunk, m - r0);
+    std::size_t ld;
+    const uint8_t* ak = prepare_a(gk, p, a + r0 * lda, AType::kU8, rows, lda, &ld);
+    compute_block(gk, p, ak, ld, r0, rows, epi);
+  }
 }
 
 template <bool kBias, bool kRelu, class T>
@@ -358,24 +360,25 @@ void linear_int8_op(const GemmKernels& gk, const QuantKernels& qk, const PackedV
   }
 }
 
-void linear_static_op(const GemmKernels& gk, const QuantKernels& qk, const PackedView& p,
-                      const float* x, std::size_t m, std::size_t ldx, float a_scale,
-                      int32_t a_zp, bool relu, float* out) {
+void linear_u8_op(const GemmKernels& gk, const PackedView& p, const uint8_t* a, std::size_t m,
+                  std::size_t lda, const float* row_scale, const int32_t* row_zp, bool relu,
+                  float* out) {
   check_kernel(gk);
   if (m == 0) return;
-  QParams q;
-  q.scale = a_scale;
-  q.zero_point = a_zp;
+  // The epilogue's zero-point correction uses zp minus the kernel's A-format offset (gemm.h).
+  std::vector<int32_t> zpoff(m);
+  const int32_t off = format_offset(gk);
+  for (std::size_t r = 0; r < m; ++r) zpoff[r] = row_zp[r] - off;
   if (p.has_bias) {
     if (relu)
-      linear_static_t<true, true>(gk, qk, p, x, m, ldx, q, out);
+      linear_u8_t<true, true>(gk, p, a, m, lda, row_scale, zpoff.data(), out);
     else
-      linear_static_t<true, false>(gk, qk, p, x, m, ldx, q, out);
+      linear_u8_t<true, false>(gk, p, a, m, lda, row_scale, zpoff.data(), out);
   } else {
     if (relu)
-      linear_static_t<false, true>(gk, qk, p, x, m, ldx, q, out);
+      linear_u8_t<false, true>(gk, p, a, m, lda, row_scale, zpoff.data(), out);
     else
-      linear_static_t<false, false>(gk, qk, p, x, m, ldx, q, out);
+      linear_u8_t<false, false>(gk, p, a, m, lda, row_scale, zpoff.data(), out);
   }
 }
 

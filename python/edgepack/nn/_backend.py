@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -76,15 +77,14 @@ def dense_dynamic(x2d: torch.Tensor, buf: Any, relu: bool) -> torch.Tensor:
     return torch.from_numpy(_core.linear_int8(x2d.numpy(), buf, relu))
 
 
-def dense_static(x2d: torch.Tensor, buf: Any, a_scale: float, a_zero_point: int,
-                 relu: bool) -> torch.Tensor:
-    """Static-activation linear on a dense packed buffer: x quantized with the calibrated
-    per-tensor (a_scale, a_zero_point) as edgepack.quantize does, int8 GEMM, the fp32 epilogue
-    of linear_int8 (reference: quantize_ref -> gemm_s32_ref -> epilogue_ref)."""
+def dense_u8(a_u8: torch.Tensor, buf: Any, row_scale: np.ndarray, row_zp: np.ndarray,
+             relu: bool) -> torch.Tensor:
+    """Float-output linear on uint8 activations [M, K] (C-contiguous) whose row r has the
+    quantization (row_scale[r], row_zp[r]): int8 GEMM and linear_int8's fp32 epilogue in one
+    native call (reference: gemm_s32_ref per row zero point -> epilogue_ref)."""
     from .. import _core
 
-    out = _core.linear_int8_static(x2d.numpy(), buf, a_scale, a_zero_point, relu)
-    return torch.from_numpy(out)
+    return torch.from_numpy(_core.linear_u8(a_u8.numpy(), buf, row_scale, row_zp, relu))
 
 
 def run_dynamic(x2d: torch.Tensor, packed: object, relu: bool) -> torch.Tensor:

@@ -1,22 +1,34 @@
-"""QuantConv2d: Conv2d as im2col into the int8 GEMM of QuantLinear, in NHWC.
+"""QuantConv2d: Conv2d as uint8 im2col into the int8 GEMM of QuantLinear, in NHWC.
 
-The input is read as NHWC (free for channels_last tensors, which is what QuantConv2d itself
-returns: an NCHW-shaped view of NHWC memory, so conv -> pool -> conv chains never transpose).
-Row m of the im2col matrix is one output position's receptive field in (kh, kw, C) order: one
-strided view of the padded NHWC input and a single copy; the packed weight is
-weight.permute(0, 2, 3, 1).reshape(O, kh*kw*C) to match. Dynamic activations therefore get one
-range per output position. groups > 1 is not supported here (compress keeps such convs fp32
-with a warning).
+Activations are quantized BEFORE im2col, once per input element rather than kh*kw times: one
+uint8 asymmetric range per image (dynamic: from the image's min/max, widened to include 0, so
+zero padding is exact; static: the calibrated range). The padded NHWC uint8 image is then
+unfolded with one strided view and one byte copy; row m of the im2col matrix is one output
+position's receptive field in (kh, kw, C) order, matching the packed weight
+weight.permute(0, 2, 3, 1).reshape(O, kh*kw*C). The GEMM and the fp32 epilogue (bias, ReLU)
+run in one native call with the image's (scale, zero point) on each of its rows.
+
+Spec per image i (tests/test_compress.py checks it bit for bit): s, z = qparams(min, max of x_i);
+a = quantize(pad(x_i), s, z) in NHWC; acc = sum (a - z) * w over the receptive field;
+y = float(acc) * float(s * w_scale) + bias, ReLU.
+
+The input is read as NHWC (free for channels_last tensors, which is what QuantConv2d returns:
+an NCHW-shaped view of NHWC memory, so conv -> pool -> conv chains never transpose).
+Sparse packings run the float im2col through the sparse kernel (per-row dynamic ranges).
+groups > 1 is not supported (compress keeps such convs fp32 with a warning).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import _core
 from .linear import QuantLinear, check_float_input
 
 
@@ -42,6 +54,17 @@ def conv_pads(
         return (out[0], out[1], out[2], out[3])
     ph, pw = _pair(padding)
     return (pw, pw, ph, ph)
+
+
+def _im2col(nhwc: torch.Tensor, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int,
+            oh: int, ow: int) -> torch.Tensor:
+    """[N*oh*ow, kh*kw*C] receptive fields of a contiguous NHWC tensor (any dtype)."""
+    n, _, _, c = nhwc.shape
+    if kh == kw == 1 and sh == sw == 1:
+        return nhwc.reshape(n * oh * ow, c)  # 1x1 conv: the input is the im2col matrix
+    s0, s1, s2, s3 = nhwc.stride()
+    patches = nhwc.as_strided((n, oh, ow, kh, kw, c), (s0, s1 * sh, s2 * sw, s1 * dh, s2 * dw, s3))
+    return patches.reshape(n * oh * ow, kh * kw * c)  # the one copy
 
 
 class QuantConv2d(nn.Module):
@@ -101,6 +124,23 @@ class QuantConv2d(nn.Module):
         return cls(lin, mod.in_channels, mod.out_channels, ks, _pair(mod.stride),
                    conv_pads(mod.padding, ks, dil), dil, mod.padding_mode)
 
+    def _image_qparams(self, xb: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Per-image uint8 (scale, zero_point): calibrated (static) or from min/max (dynamic)."""
+        n = xb.shape[0]
+        lin = self.linear
+        if lin.act_scale is not None:
+            return (np.full(n, lin.act_scale, np.float32),
+                    np.full(n, int(lin.act_zero_point or 0), np.int32))
+        flat = xb.reshape(n, -1).numpy()
+        s = np.empty(n, np.float32)
+        z = np.empty(n, np.int32)
+        for i in range(n):  # the native minmax raises ValueError on NaN
+            mn, mx = _core.minmax(flat[i])
+            if not (math.isfinite(mn) and math.isfinite(mx)):
+                raise ValueError("QuantConv2d: input holds inf (no finite quantization range)")
+            s[i], z[i] = _core.qparams_from_minmax(mn, mx, "uint8", False)
+        return s, z
+
     def _padded_nhwc(self, xb: torch.Tensor) -> torch.Tensor:
         """NHWC (contiguous) view/copy of NCHW-shaped xb, with the conv's padding applied."""
         left, right, top, bottom = self.pads
@@ -132,14 +172,16 @@ class QuantConv2d(nn.Module):
         ow = (w - dw * (kw - 1) - 1) // sw + 1
         if oh <= 0 or ow <= 0:
             raise ValueError(f"QuantConv2d: input {tuple(x.shape)} is smaller than the kernel")
-        if kh == kw == 1 and sh == sw == 1:
-            a = nhwc.reshape(n * oh * ow, c)  # 1x1 conv: the input is the im2col matrix
+        lin = self.linear
+        if lin._dense_buf is not None:
+            scale, zp = self._image_qparams(xb)
+            # per-image quantization, the spec of edgepack.quantize(axis=0) without its wrapper
+            q = torch.from_numpy(_core.quantize(nhwc.reshape(n, -1).numpy(), scale, zp, 0, "uint8"))
+            a = _im2col(q.view(n, h, w, c), kh, kw, sh, sw, dh, dw, oh, ow)
+            rows = oh * ow
+            y = lin.matmul_u8(a, np.repeat(scale, rows), np.repeat(zp, rows))
         else:
-            s0, s1, s2, s3 = nhwc.stride()
-            patches = nhwc.as_strided((n, oh, ow, kh, kw, c),
-                                      (s0, s1 * sh, s2 * sw, s1 * dh, s2 * dw, s3))
-            a = patches.reshape(n * oh * ow, kh * kw * c)  # the one copy
-        y = self.linear.matmul_2d(a)  # [N*L, O]
+            y = lin.matmul_2d(_im2col(nhwc, kh, kw, sh, sw, dh, dw, oh, ow))
         out = y.reshape(n, oh, ow, self.out_channels).permute(0, 3, 1, 2)
         if not batched:
             out = out.squeeze(0)

@@ -4,8 +4,8 @@ Weights: int8 per-output-channel symmetric, packed once. Activations:
 - dynamic (default): per-row uint8 range at run time, one fused kernel call
   (quantize -> int8 GEMM -> dequantize + bias + optional ReLU), edgepack.linear_int8;
 - static: one calibrated per-tensor uint8 (scale, zero_point); x is quantized with it
-  (edgepack.quantize's rounding), the int8 GEMM runs and linear_int8's fp32 epilogue follows, in
-  one native call (_core.linear_int8_static); dense packing only.
+  (edgepack.quantize), then one native call runs the int8 GEMM and linear_int8's fp32 epilogue
+  (_core.linear_u8); dense packing only.
 Inference only: outputs carry no autograd history.
 """
 
@@ -13,9 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from ..kernels import quantize
 from ..quantize.weights import effective_weight, quantize_weight
 from . import _backend
 
@@ -107,10 +109,17 @@ class QuantLinear(nn.Module):
             if self._dense_buf is not None:  # hot path: one native call, no wrapper layers
                 return _backend.dense_dynamic(x2, self._dense_buf, self.relu)
             return _backend.run_dynamic(x2, self.packed, self.relu)
-        if self._dense_buf is None:
-            raise RuntimeError("static activations need dense packed weights")
         zp = int(self.act_zero_point or 0)
-        return _backend.dense_static(x2, self._dense_buf, self.act_scale, zp, self.relu)
+        a = torch.as_tensor(quantize(x2, self.act_scale, zp, dtype="uint8"))
+        m = a.shape[0]
+        return self.matmul_u8(a, np.full(m, self.act_scale, np.float32), np.full(m, zp, np.int32))
+
+    def matmul_u8(self, a: torch.Tensor, row_scale: np.ndarray, row_zp: np.ndarray) -> torch.Tensor:
+        """uint8 [M, K] contiguous, row r quantized with (row_scale[r], row_zp[r]) -> float32
+        [M, N] with this layer's bias / ReLU epilogue. Dense packing only."""
+        if self._dense_buf is None:
+            raise RuntimeError("pre-quantized (static / conv) activations need dense packing")
+        return _backend.dense_u8(a, self._dense_buf, row_scale, row_zp, self.relu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.device.type != "cpu" or not x.is_floating_point():
