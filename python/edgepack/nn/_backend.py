@@ -54,7 +54,9 @@ def pack_linear(
     b = None if bias is None else bias.detach().to(torch.float32).contiguous()
     if sparse == "always":
         return _need("pack_sparse")(w_q, scale, bias=b)
-    if sparse == "auto" and hasattr(_ep(), "pack_auto"):
+    # "auto" asks pack_auto (which measures the dense/sparse crossover for the layer's shape)
+    # only when the weights hold zeros at all: without any, no block is empty and dense wins.
+    if sparse == "auto" and hasattr(_ep(), "pack_auto") and bool((w_q == 0).any()):
         return _ep().pack_auto(w_q, scale, bias=b)
     if sparse not in ("auto", "never"):
         raise ValueError(f"sparse must be 'auto', 'never' or 'always', got {sparse!r}")
