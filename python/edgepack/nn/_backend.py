@@ -54,10 +54,15 @@ def pack_linear(
     b = None if bias is None else bias.detach().to(torch.float32).contiguous()
     if sparse == "always":
         return _need("pack_sparse")(w_q, scale, bias=b)
-    # "auto" asks pack_auto (which measures the dense/sparse crossover for the layer's shape)
-    # only when the weights hold zeros at all: without any, no block is empty and dense wins.
+    # "auto" asks pack_auto (which measures the dense/sparse speed crossover for the layer's
+    # shape on this CPU) when the weights hold zeros at all, and keeps its sparse choice only if
+    # it is also smaller than the dense packing: sparse must pay in bytes and in time.
     if sparse == "auto" and hasattr(_ep(), "pack_auto") and bool((w_q == 0).any()):
-        return _ep().pack_auto(w_q, scale, bias=b)
+        packed = _ep().pack_auto(w_q, scale, bias=b)
+        if not is_sparse(packed):
+            return packed
+        dense = _need("pack_weights")(w_q, scale, bias=b)
+        return packed if packed_nbytes(packed) < packed_nbytes(dense) else dense
     if sparse not in ("auto", "never"):
         raise ValueError(f"sparse must be 'auto', 'never' or 'always', got {sparse!r}")
     return _need("pack_weights")(w_q, scale, bias=b)
