@@ -13,7 +13,7 @@ from torch.nn.utils import prune
 import edgepack
 from _models import Residual, max_rel_err, mlp, mnist_cnn, randomize_bn
 from edgepack import CompressionConfig, reference
-from edgepack.nn import QuantConv2d, QuantEmbedding, QuantLinear
+from edgepack.nn import QuantConv2d, QuantEmbedding, QuantLinear, _backend
 from edgepack.quantize import quantize_weight
 
 
@@ -320,3 +320,38 @@ def test_errors():
         c = edgepack.compress(m, calib_data=[torch.randn(2, 32)])  # dynamic: unused, warned
     with pytest.raises(ValueError, match="expected \\[..., 32\\]"):
         c(torch.randn(2, 31))
+
+
+@pytest.mark.skipif(not _backend.has_sparse(), reason="sparse kernels not in this build")
+def test_sparse_packing_exact_and_saved(tmp_path):
+    torch.manual_seed(10)
+    m = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                      nn.Linear(16 * 6 * 6, 32), nn.ReLU(), nn.Linear(32, 5)).eval()
+    for layer in (m[0], m[3]):  # 80% of 1x4 blocks (along K) zero
+        w = layer.weight.detach().reshape(layer.weight.shape[0], -1)
+        keep = (torch.rand(w.shape[0], w.shape[1] // 4) > 0.8).repeat_interleave(4, 1)
+        prune.custom_from_mask(layer, "weight", keep.float().reshape(layer.weight.shape))
+    c = edgepack.compress(m, CompressionConfig(sparse="always"))
+    assert all(v["format"] == "sparse" for v in c.edgepack_report_["quantized"].values())
+    x = torch.randn(2, 8, 6, 6)
+    with torch.no_grad():
+        y, feats = c(x), c[:5](x)
+    lin = m[5]
+    w_q, s = _wq(lin)
+    np.testing.assert_array_equal(
+        y.numpy(), reference.linear_int8_ref(feats.numpy(), w_q, s, lin.bias.detach().numpy()))
+    # sparse conv: float im2col in (kh, kw, C) order with per-row dynamic ranges
+    conv = m[0]
+    with torch.no_grad():
+        got = c[0](x).permute(0, 2, 3, 1).reshape(-1, 16).numpy()
+    xp = F.pad(x, (1, 1, 1, 1)).permute(0, 2, 3, 1).numpy()
+    cols = np.stack([xp[b, i:i + 3, j:j + 3].reshape(-1)
+                     for b in range(2) for i in range(6) for j in range(6)])
+    w = (conv.weight.detach()).permute(0, 2, 3, 1).reshape(16, -1)
+    wq, ws = (t.numpy() for t in quantize_weight(w))
+    ref = reference.linear_int8_ref(cols, wq, ws, conv.bias.detach().numpy(), True)
+    np.testing.assert_array_equal(got, ref)
+    p = tmp_path / "s.ep"
+    edgepack.save(c, p)
+    with torch.no_grad():
+        assert torch.equal(edgepack.load(p)(x), y)
