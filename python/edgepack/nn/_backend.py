@@ -84,14 +84,14 @@ def dense_dynamic(x2d: torch.Tensor, buf: Any, relu: bool) -> torch.Tensor:
     return torch.from_numpy(_core.linear_int8(x2d.numpy(), buf, relu))
 
 
-def dense_u8(a_u8: torch.Tensor, buf: Any, row_scale: np.ndarray, row_zp: np.ndarray,
+def dense_u8(a_u8: np.ndarray, buf: Any, row_scale: np.ndarray, row_zp: np.ndarray,
              relu: bool) -> torch.Tensor:
     """Float-output linear on uint8 activations [M, K] (C-contiguous) whose row r has the
     quantization (row_scale[r], row_zp[r]): int8 GEMM and linear_int8's fp32 epilogue in one
     native call (reference: gemm_s32_ref per row zero point -> epilogue_ref)."""
     from .. import _core
 
-    return torch.from_numpy(_core.linear_u8(a_u8.numpy(), buf, row_scale, row_zp, relu))
+    return torch.from_numpy(_core.linear_u8(a_u8, buf, row_scale, row_zp, relu))
 
 
 def run_dynamic(x2d: torch.Tensor, packed: object, relu: bool) -> torch.Tensor:

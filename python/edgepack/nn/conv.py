@@ -56,15 +56,22 @@ def conv_pads(
     return (pw, pw, ph, ph)
 
 
-def _im2col(nhwc: torch.Tensor, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int,
-            oh: int, ow: int) -> torch.Tensor:
-    """[N*oh*ow, kh*kw*C] receptive fields of a contiguous NHWC tensor (any dtype)."""
-    n, _, _, c = nhwc.shape
-    if kh == kw == 1 and sh == sw == 1:
-        return nhwc.reshape(n * oh * ow, c)  # 1x1 conv: the input is the im2col matrix
-    s0, s1, s2, s3 = nhwc.stride()
-    patches = nhwc.as_strided((n, oh, ow, kh, kw, c), (s0, s1 * sh, s2 * sw, s1 * dh, s2 * dw, s3))
-    return patches.reshape(n * oh * ow, kh * kw * c)  # the one copy
+def im2col_index(h: int, w: int, kernel: tuple[int, int], stride: tuple[int, int],
+                 dilation: tuple[int, int], oh: int, ow: int) -> np.ndarray:
+    """Pixel index (row * w + col) of every (output position, kh, kw) tap, flattened."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    i = np.arange(oh)[:, None, None, None] * sh + np.arange(kh)[None, None, :, None] * dh
+    j = np.arange(ow)[None, :, None, None] * sw + np.arange(kw)[None, None, None, :] * dw
+    return np.ascontiguousarray((i * w + j).reshape(-1).astype(np.intp))
+
+
+def _im2col(pixels: np.ndarray, idx: np.ndarray | None, taps: int) -> np.ndarray:
+    """[N, H*W, C] pixels (any dtype) -> [N*oh*ow, kh*kw*C] receptive fields: one gather of
+    C-contiguous pixel rows (np.take beats strided tensor copies at small C)."""
+    n, hw, c = pixels.shape
+    if idx is None:  # 1x1, stride 1: the input is the im2col matrix
+        return pixels.reshape(n * hw, c)
+    return np.take(pixels, idx, axis=1).reshape(-1, taps * c)
 
 
 class QuantConv2d(nn.Module):
@@ -96,6 +103,8 @@ class QuantConv2d(nn.Module):
         self.padding_mode = padding_mode
         if linear.in_features != self.in_channels * self.kernel_size[0] * self.kernel_size[1]:
             raise ValueError("linear.in_features must equal in_channels * kh * kw")
+        self._idx_key: tuple[int, int] | None = None
+        self._idx: np.ndarray | None = None
 
     @classmethod
     def from_float(
@@ -123,6 +132,15 @@ class QuantConv2d(nn.Module):
         lin = QuantLinear.from_float(shim, relu=relu, sparse=sparse, act_qparams=act_qparams)
         return cls(lin, mod.in_channels, mod.out_channels, ks, _pair(mod.stride),
                    conv_pads(mod.padding, ks, dil), dil, mod.padding_mode)
+
+    def _index(self, h: int, w: int, oh: int, ow: int) -> np.ndarray | None:
+        """The im2col gather index for an input of h x w (after padding), cached per size."""
+        if self.kernel_size == (1, 1) and self.stride == (1, 1):
+            return None
+        if self._idx_key != (h, w):
+            self._idx = im2col_index(h, w, self.kernel_size, self.stride, self.dilation, oh, ow)
+            self._idx_key = (h, w)
+        return self._idx
 
     def _image_qparams(self, xb: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Per-image uint8 (scale, zero_point): calibrated (static) or from min/max (dynamic)."""
@@ -173,15 +191,17 @@ class QuantConv2d(nn.Module):
         if oh <= 0 or ow <= 0:
             raise ValueError(f"QuantConv2d: input {tuple(x.shape)} is smaller than the kernel")
         lin = self.linear
+        idx = self._index(h, w, oh, ow)
         if lin._dense_buf is not None:
             scale, zp = self._image_qparams(xb)
             # per-image quantization, the spec of edgepack.quantize(axis=0) without its wrapper
-            q = torch.from_numpy(_core.quantize(nhwc.reshape(n, -1).numpy(), scale, zp, 0, "uint8"))
-            a = _im2col(q.view(n, h, w, c), kh, kw, sh, sw, dh, dw, oh, ow)
+            q = _core.quantize(nhwc.reshape(n, -1).numpy(), scale, zp, 0, "uint8")
+            a = _im2col(q.reshape(n, h * w, c), idx, kh * kw)
             rows = oh * ow
             y = lin.matmul_u8(a, np.repeat(scale, rows), np.repeat(zp, rows))
         else:
-            y = lin.matmul_2d(_im2col(nhwc, kh, kw, sh, sw, dh, dw, oh, ow))
+            a = _im2col(nhwc.numpy().reshape(n, h * w, c), idx, kh * kw)
+            y = lin.matmul_2d(torch.from_numpy(a))
         out = y.reshape(n, oh, ow, self.out_channels).permute(0, 3, 1, 2)
         if not batched:
             out = out.squeeze(0)

@@ -110,11 +110,11 @@ class QuantLinear(nn.Module):
                 return _backend.dense_dynamic(x2, self._dense_buf, self.relu)
             return _backend.run_dynamic(x2, self.packed, self.relu)
         zp = int(self.act_zero_point or 0)
-        a = torch.as_tensor(quantize(x2, self.act_scale, zp, dtype="uint8"))
+        a = np.asarray(quantize(x2.numpy(), self.act_scale, zp, dtype="uint8"))
         m = a.shape[0]
         return self.matmul_u8(a, np.full(m, self.act_scale, np.float32), np.full(m, zp, np.int32))
 
-    def matmul_u8(self, a: torch.Tensor, row_scale: np.ndarray, row_zp: np.ndarray) -> torch.Tensor:
+    def matmul_u8(self, a: np.ndarray, row_scale: np.ndarray, row_zp: np.ndarray) -> torch.Tensor:
         """uint8 [M, K] contiguous, row r quantized with (row_scale[r], row_zp[r]) -> float32
         [M, N] with this layer's bias / ReLU epilogue. Dense packing only."""
         if self._dense_buf is None:
