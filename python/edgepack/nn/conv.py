@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import _core
+from .. import _core  # type: ignore[attr-defined]
 from .linear import QuantLinear, check_float_input
 
 
@@ -98,6 +98,8 @@ class QuantConv2d(nn.Module):
         if len(self.pads) != 4 or min(self.pads) < 0:
             raise ValueError(f"padding must be 4 non-negative ints, got {padding!r}")
         self.dilation = _pair(dilation)
+        if min(self.kernel_size + self.stride + self.dilation) < 1:
+            raise ValueError("kernel_size, stride and dilation must be >= 1")
         if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
             raise ValueError(f"unknown padding_mode {padding_mode!r}")
         self.padding_mode = padding_mode
