@@ -123,6 +123,22 @@ def test_quant_conv_equals_im2col_reference(kw):
     assert torch.equal(q(x[1]), y[1])  # unbatched input
 
 
+def test_quant_conv_per_row_granularity_equals_reference():
+    torch.manual_seed(13)
+    conv = nn.Conv2d(3, 5, 3, padding=1)
+    q = QuantConv2d.from_float(conv, sparse="never", act_granularity="row")
+    x = torch.randn(2, 3, 7, 6)
+    xp = F.pad(x, (1, 1, 1, 1)).permute(0, 2, 3, 1).numpy()
+    cols = np.stack([xp[b, i:i + 3, j:j + 3].reshape(-1)
+                     for b in range(2) for i in range(7) for j in range(6)])
+    w_q, s = (t.numpy() for t in quantize_weight(conv.weight.detach().permute(0, 2, 3, 1)
+                                                 .reshape(5, -1)))
+    ref = reference.linear_int8_ref(cols, w_q, s, conv.bias.detach().numpy())
+    np.testing.assert_array_equal(q(x).permute(0, 2, 3, 1).reshape(-1, 5).numpy(), ref)
+    c = edgepack.compress(nn.Sequential(conv), CompressionConfig(conv_activations="per_row"))
+    assert c[0].act_granularity == "row" and torch.equal(c[0](x), q(x))
+
+
 def test_quant_conv_static_relu_equals_reference():
     torch.manual_seed(12)
     conv = nn.Conv2d(4, 6, 3, padding=1, stride=2)

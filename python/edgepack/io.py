@@ -272,7 +272,8 @@ def _encode(m: nn.Module, w: _Writer, fx_leaves_only: bool = False) -> dict[str,
         return {"type": tn, "in_channels": m.in_channels, "out_channels": m.out_channels,
                 "kernel_size": list(m.kernel_size), "stride": list(m.stride),
                 "pads": list(m.pads), "dilation": list(m.dilation),
-                "padding_mode": m.padding_mode, "linear": _enc_quant_linear(m.linear, w)}
+                "padding_mode": m.padding_mode, "act_granularity": m.act_granularity,
+                "linear": _enc_quant_linear(m.linear, w)}
     if tn == "QuantEmbedding":
         assert isinstance(m, QuantEmbedding)
         return {"type": tn, "padding_idx": m.padding_idx,
@@ -346,7 +347,8 @@ def _decode(d: object, r: _Reader, depth: int = 0) -> nn.Module:
         return QuantConv2d(_dec_quant_linear(lin_d, r), _get(d, "in_channels", int),
                            _get(d, "out_channels", int), _t(_get(d, "kernel_size", list)),
                            _t(_get(d, "stride", list)), _t(_get(d, "pads", list)),
-                           _t(_get(d, "dilation", list)), _get(d, "padding_mode", str))
+                           _t(_get(d, "dilation", list)), _get(d, "padding_mode", str),
+                           _get(d, "act_granularity", str))
     if tn == "QuantEmbedding":
         sec = r.sections[d["weight_q"]] if isinstance(d.get("weight_q"), int) and 0 <= d[
             "weight_q"] < len(r.sections) else None

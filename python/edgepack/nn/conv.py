@@ -14,7 +14,9 @@ y = float(acc) * float(s * w_scale) + bias, ReLU.
 
 The input is read as NHWC (free for channels_last tensors, which is what QuantConv2d returns:
 an NCHW-shaped view of NHWC memory, so conv -> pool -> conv chains never transpose).
-Sparse packings run the float im2col through the sparse kernel (per-row dynamic ranges).
+act_granularity="row" (and sparse packings, whose kernel takes float input) instead runs the
+float im2col through linear_int8: one dynamic range per output position (row of the im2col
+matrix), finer but slower (the quantization runs kh*kw times per input element).
 groups > 1 is not supported (compress keeps such convs fp32 with a warning).
 """
 
@@ -87,8 +89,12 @@ class QuantConv2d(nn.Module):
         padding: tuple[int, int, int, int] = (0, 0, 0, 0),
         dilation: tuple[int, int] = (1, 1),
         padding_mode: str = "zeros",
+        act_granularity: str = "image",
     ) -> None:
         super().__init__()
+        if act_granularity not in ("image", "row"):
+            raise ValueError(f"act_granularity must be 'image' or 'row', got {act_granularity!r}")
+        self.act_granularity = act_granularity
         self.linear = linear
         self.in_channels = int(in_channels)
         self.out_channels = int(out_channels)
@@ -116,6 +122,7 @@ class QuantConv2d(nn.Module):
         relu: bool = False,
         sparse: str = "auto",
         act_qparams: tuple[float, int] | None = None,
+        act_granularity: str = "image",
     ) -> QuantConv2d:
         if mod.groups != 1:
             raise ValueError("QuantConv2d supports groups=1 only")
@@ -133,7 +140,7 @@ class QuantConv2d(nn.Module):
                 shim.bias.copy_(effective_weight(mod, "bias"))
         lin = QuantLinear.from_float(shim, relu=relu, sparse=sparse, act_qparams=act_qparams)
         return cls(lin, mod.in_channels, mod.out_channels, ks, _pair(mod.stride),
-                   conv_pads(mod.padding, ks, dil), dil, mod.padding_mode)
+                   conv_pads(mod.padding, ks, dil), dil, mod.padding_mode, act_granularity)
 
     def _index(self, h: int, w: int, oh: int, ow: int) -> np.ndarray | None:
         """The im2col gather index for an input of h x w (after padding), cached per size."""
@@ -194,7 +201,7 @@ class QuantConv2d(nn.Module):
             raise ValueError(f"QuantConv2d: input {tuple(x.shape)} is smaller than the kernel")
         lin = self.linear
         idx = self._index(h, w, oh, ow)
-        if lin._dense_buf is not None:
+        if lin._dense_buf is not None and (self.act_granularity == "image" or lin.is_static):
             scale, zp = self._image_qparams(xb)
             # per-image quantization, the spec of edgepack.quantize(axis=0) without its wrapper
             q = _core.quantize(nhwc.reshape(n, -1).numpy(), scale, zp, 0, "uint8")
@@ -212,4 +219,4 @@ class QuantConv2d(nn.Module):
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, pads={self.pads}, dilation={self.dilation}, "
-                f"relu={self.linear.relu}")
+                f"relu={self.linear.relu}, act_granularity={self.act_granularity}")
