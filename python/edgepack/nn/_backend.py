@@ -47,7 +47,9 @@ def pack_linear(
     """Pack int8 weights [N, K] (+ float32 scale [N], bias [N]) for the kernels.
 
     sparse: "never" -> dense; "always" -> block-sparse (needs the sparse kernels); "auto" ->
-    edgepack.pack_auto's measured choice when the build has it, else dense.
+    edgepack.pack_auto's measured choice when the build has it, else dense; "auto_size" ->
+    sparse exactly when it is smaller than dense (no timing: a deterministic choice, for
+    layers whose numerics depend on the packing, see QuantConv2d).
     """
     w_q = w_q.contiguous()
     scale = scale.to(torch.float32).contiguous()
@@ -63,7 +65,11 @@ def pack_linear(
             return packed
         dense = _need("pack_weights")(w_q, scale, bias=b)
         return packed if packed_nbytes(packed) < packed_nbytes(dense) else dense
-    if sparse not in ("auto", "never"):
+    if sparse == "auto_size" and has_sparse() and bool((w_q == 0).any()):
+        sp = _need("pack_sparse")(w_q, scale, bias=b)
+        dense = _need("pack_weights")(w_q, scale, bias=b)
+        return sp if packed_nbytes(sp) < packed_nbytes(dense) else dense
+    if sparse not in ("auto", "auto_size", "never"):
         raise ValueError(f"sparse must be 'auto', 'never' or 'always', got {sparse!r}")
     return _need("pack_weights")(w_q, scale, bias=b)
 

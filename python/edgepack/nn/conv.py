@@ -14,7 +14,8 @@ y = float(acc) * float(s * w_scale) + bias, ReLU.
 
 The input is read as NHWC (free for channels_last tensors, which is what QuantConv2d returns:
 an NCHW-shaped view of NHWC memory, so conv -> pool -> conv chains never transpose).
-act_granularity="row" (and sparse packings, whose kernel takes float input) instead runs the
+act_granularity="row" (and sparse packings, whose kernel takes float input; compress's
+sparse="auto" picks sparse for a conv only when it is smaller, a choice free of timing) runs the
 float im2col through linear_int8: one dynamic range per output position (row of the im2col
 matrix), finer but slower (the quantization runs kh*kw times per input element).
 groups > 1 is not supported (compress keeps such convs fp32 with a warning).
@@ -138,7 +139,10 @@ class QuantConv2d(nn.Module):
             shim.weight.copy_(w)
             if mod.bias is not None and shim.bias is not None:
                 shim.bias.copy_(effective_weight(mod, "bias"))
-        lin = QuantLinear.from_float(shim, relu=relu, sparse=sparse, act_qparams=act_qparams)
+        # A sparse packing changes a conv's numerics (the sparse kernel takes float rows: per-row
+        # ranges), so "auto" decides by size alone here, never by a timing measurement.
+        lin = QuantLinear.from_float(shim, relu=relu, sparse="auto_size" if sparse == "auto"
+                                     else sparse, act_qparams=act_qparams)
         return cls(lin, mod.in_channels, mod.out_channels, ks, _pair(mod.stride),
                    conv_pads(mod.padding, ks, dil), dil, mod.padding_mode, act_granularity)
 
