@@ -52,7 +52,7 @@ def test_fp32_and_mixed_modules_roundtrip(tmp_path):
     c = edgepack.compress(m)
     assert isinstance(c[0][0], QuantEmbedding)
     _roundtrip(c, x, tmp_path)
-    d = nn.ModuleDict({"a": nn.ModuleList([nn.Linear(2, 3), nn.ReLU()])})
+    d = nn.ModuleDict({"a": nn.ModuleList([nn.Linear(2, 3), nn.ReLU()]), "b-c d": nn.Tanh()})
     edgepack.save(d, tmp_path / "d.ep")
     d2 = edgepack.load(tmp_path / "d.ep")
     assert type(d2) is nn.ModuleDict and type(d2["a"]) is nn.ModuleList

@@ -57,7 +57,7 @@ _DTYPES: dict[str, tuple[np.dtype[Any], torch.dtype]] = {
 }
 _TORCH2NAME = {t: n for n, (_, t) in _DTYPES.items()}
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_CHILD = re.compile(r"^[A-Za-z0-9_]+$")
+_CHILD = re.compile(r"^[^.\x00-\x1f]{1,256}$")  # what nn.Module.add_module accepts, bounded
 _PATH = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
 
 
@@ -263,6 +263,9 @@ def _encode(m: nn.Module, w: _Writer, fx_leaves_only: bool = False) -> dict[str,
     if tn is None:
         raise TypeError(f"module type {type(m).__name__} cannot be stored")
     if tn in _CONTAINERS:
+        for n in m._modules:
+            if not _CHILD.match(n):
+                raise TypeError(f"module name {n!r} cannot be stored")
         return {"type": tn, "children": [[n, _encode(c, w)] for n, c in m.named_children()]}
     if tn == "QuantLinear":
         assert isinstance(m, QuantLinear)
