@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import _core  # type: ignore[attr-defined]
+
 
 def _ep() -> Any:
     import edgepack
@@ -85,8 +87,6 @@ def dense_buffer(packed: object) -> Any:
 def dense_dynamic(x2d: torch.Tensor, buf: Any, relu: bool) -> torch.Tensor:
     """linear_int8 on a dense packed buffer, straight into the native call (x2d: float32,
     2-D, C-contiguous, CPU, checked by the caller; the native code checks shapes again)."""
-    from .. import _core  # type: ignore[attr-defined]
-
     return torch.from_numpy(_core.linear_int8(x2d.numpy(), buf, relu))
 
 
@@ -95,8 +95,6 @@ def dense_u8(a_u8: np.ndarray, buf: Any, row_scale: np.ndarray, row_zp: np.ndarr
     """Float-output linear on uint8 activations [M, K] (C-contiguous) whose row r has the
     quantization (row_scale[r], row_zp[r]): int8 GEMM and linear_int8's fp32 epilogue in one
     native call (reference: gemm_s32_ref per row zero point -> epilogue_ref)."""
-    from .. import _core  # type: ignore[attr-defined]
-
     return torch.from_numpy(_core.linear_u8(a_u8, buf, row_scale, row_zp, relu))
 
 

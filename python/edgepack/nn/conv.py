@@ -23,7 +23,6 @@ groups > 1 is not supported (compress keeps such convs fp32 with a warning).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -155,22 +154,18 @@ class QuantConv2d(nn.Module):
             self._idx_key = (h, w)
         return self._idx
 
-    def _image_qparams(self, xb: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Per-image uint8 (scale, zero_point): calibrated (static) or from min/max (dynamic)."""
-        n = xb.shape[0]
+    def _quantize_images(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """uint8 images [N, P] and their (scale [N], zero_point [N]): calibrated (static) or
+        each image's own min/max range (dynamic: one native call, the dynamic_quant_rows_ref
+        spec; padding does not change the range: zeros are inside it, reflected values too)."""
         lin = self.linear
-        if lin.act_scale is not None:
-            return (np.full(n, lin.act_scale, np.float32),
-                    np.full(n, int(lin.act_zero_point or 0), np.int32))
-        flat = xb.reshape(n, -1).numpy()
-        s = np.empty(n, np.float32)
-        z = np.empty(n, np.int32)
-        for i in range(n):  # the native minmax raises ValueError on NaN
-            mn, mx = _core.minmax(flat[i])
-            if not (math.isfinite(mn) and math.isfinite(mx)):
-                raise ValueError("QuantConv2d: input holds inf (no finite quantization range)")
-            s[i], z[i] = _core.qparams_from_minmax(mn, mx, "uint8", False)
-        return s, z
+        n = flat.shape[0]
+        if lin.act_scale is None:
+            q, s, z = _core.quantize_dynamic(flat, "uint8", False, True)  # NaN/inf: ValueError
+            return q, s, z
+        s = np.full(n, lin.act_scale, np.float32)
+        z = np.full(n, int(lin.act_zero_point or 0), np.int32)
+        return _core.quantize(flat, s, z, 0, "uint8"), s, z
 
     def _padded_nhwc(self, xb: torch.Tensor) -> torch.Tensor:
         """NHWC (contiguous) view/copy of NCHW-shaped xb, with the conv's padding applied."""
@@ -185,7 +180,8 @@ class QuantConv2d(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_float_input(x, "QuantConv2d")
+        if not isinstance(x, torch.Tensor) or x.device.type != "cpu" or not x.is_floating_point():
+            check_float_input(x, "QuantConv2d")
         batched = x.dim() == 4
         if x.dim() not in (3, 4) or x.shape[-3] != self.in_channels:
             raise ValueError(
@@ -206,9 +202,7 @@ class QuantConv2d(nn.Module):
         lin = self.linear
         idx = self._index(h, w, oh, ow)
         if lin._dense_buf is not None and (self.act_granularity == "image" or lin.is_static):
-            scale, zp = self._image_qparams(xb)
-            # per-image quantization, the spec of edgepack.quantize(axis=0) without its wrapper
-            q = _core.quantize(nhwc.reshape(n, -1).numpy(), scale, zp, 0, "uint8")
+            q, scale, zp = self._quantize_images(nhwc.reshape(n, -1).numpy())
             a = _im2col(q.reshape(n, h * w, c), idx, kh * kw)
             rows = oh * ow
             y = lin.matmul_u8(a, np.repeat(scale, rows), np.repeat(zp, rows))
