@@ -371,3 +371,13 @@ def test_sparse_packing_exact_and_saved(tmp_path):
     edgepack.save(c, p)
     with torch.no_grad():
         assert torch.equal(edgepack.load(p)(x), y)
+
+
+def test_copies_share_nothing_twice():
+    import pickle
+
+    c = edgepack.compress(mlp().eval())
+    x = torch.randn(3, 32)
+    for c2 in (copy.deepcopy(c), pickle.loads(pickle.dumps(c))):
+        assert c2[0]._dense_buf is c2[0].packed.buffer
+        assert torch.equal(c2(x), c(x))

@@ -89,6 +89,16 @@ class QuantLinear(nn.Module):
         self._packed = value
         self._dense_buf = _backend.dense_buffer(value)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # the cached raw buffer is a view of the packed object: rebuild it, never copy it twice
+        state = dict(self.__dict__)
+        state.pop("_dense_buf", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._dense_buf = _backend.dense_buffer(self._packed)
+
     @property
     def is_static(self) -> bool:
         return self.act_scale is not None
