@@ -25,6 +25,7 @@ from ._arrays import ArrayLike, is_torch, like, to_numpy
 from .kernels import choose_qparams, quantize
 
 MAX_K: int = int(_core.GEMM_MAX_K)
+MAX_OUTPUTS: int = int(_core.GEMM_MAX_OUTPUTS)
 LAYOUT = "c4n16"
 
 _QINT = (np.int8, np.uint8)
@@ -171,6 +172,20 @@ def _float_arg(v: Any, name: str) -> float:
     return f
 
 
+def _check_outputs(x: Any, name: str, n: int) -> None:
+    """Reject M * N past the supported bound before any copy of x is made."""
+    shape = tuple(getattr(x, "shape", ()))
+    if hasattr(x, "shape") and len(shape) == 0:
+        raise ValueError(f"{name} must have at least one dimension (the last one is K)")
+    m = 1
+    for d in shape[:-1]:
+        m *= int(d)
+    if m * n >= MAX_OUTPUTS:
+        raise ValueError(
+            f"{name} has {m} rows: M * N = {m} * {n} outputs exceeds the supported 2**31"
+        )
+
+
 def _rows(a: np.ndarray, name: str, k: int) -> tuple[np.ndarray, tuple[int, ...]]:
     """Collapse leading dims: [..., K] -> ([M, K], leading shape)."""
     if a.ndim == 0:
@@ -225,6 +240,7 @@ def pack_weights(w_q: ArrayLike, scale: Any, *, bias: Any = None) -> PackedLinea
 def gemm_s32(a: ArrayLike, packed: PackedLinear, *, a_zero_point: int = 0) -> ArrayLike:
     """int32 [..., N] = (a - a_zero_point) @ w.T exactly, for int8 or uint8 `a` [..., K]."""
     p = _check_packed(packed)
+    _check_outputs(a, "a", p.out_features)
     arr = to_numpy(a, "a", _QINT)
     zp = _int_arg(a_zero_point, "a_zero_point")
     a2, lead = _rows(arr, "a", p.in_features)
@@ -238,6 +254,7 @@ def linear_int8(x: ArrayLike, packed: PackedLinear, *, relu: bool = False) -> Ar
     Raises ValueError if x holds NaN or inf.
     """
     p = _check_packed(packed)
+    _check_outputs(x, "x", p.out_features)
     arr = to_numpy(x, "x", (np.float32,))
     x2, lead = _rows(arr, "x", p.in_features)
     out = _core.linear_int8(x2, p.buffer, bool(relu))
@@ -258,6 +275,7 @@ def linear_q(
     """Static int8 linear: int8/uint8 a_q [..., K] (per-tensor a_scale, a_zero_point) ->
     int8/uint8 [..., N] requantized with (out_scale, out_zero_point)."""
     p = _check_packed(packed)
+    _check_outputs(a_q, "a_q", p.out_features)
     arr = to_numpy(a_q, "a_q", _QINT)
     if out_dtype not in ("int8", "uint8"):
         raise ValueError(f"out_dtype must be 'int8' or 'uint8', got {out_dtype!r}")
