@@ -11,6 +11,7 @@
 
 #include "edgepack/gemm_ops.h"
 #include "edgepack/parallel.h"
+#include "gemm/gemm_epilogue.h"
 #include "test_util.h"
 
 using namespace edgepack;
@@ -329,4 +330,73 @@ TEST(gemm_driver_thread_count_invariant) {
     });
   }
   set_num_threads(saved);
+}
+
+TEST(gemm_epilogues_match_reference) {
+  // Every epilogue table against the reference on random tiles, every tile height and partial
+  // width, bias on/off, relu on/off, values whose products overflow to inf (so NaN = 0 * inf
+  // and -0.0 reach ReLU), and q8 clamping both ways for int8 and uint8 ranges.
+  const GemmEpilogues& ref = gemm_epilogue_list().front();
+  auto& g = eptest::rng();
+  std::size_t bad = 0;
+  for (const GemmEpilogues& ep : gemm_epilogue_list()) {
+    if (!isa_supported_by_cpu(ep.isa)) continue;
+    for (int trial = 0; trial < 200; ++trial) {
+      const std::size_t mr = 1 + trial % 16, nc = 1 + (trial * 7) % 16, ldo = 19;
+      std::vector<int32_t> tile(mr * 16), colsum(16), zpoff(mr);
+      std::vector<float> ws(16), bias(16), rs(mr);
+      for (auto& v : tile) v = static_cast<int32_t>(g()) >> (trial % 3 == 0 ? 0 : 12);
+      for (auto& v : colsum) v = static_cast<int32_t>(g() % 65536) - 32768;
+      for (auto& v : zpoff) v = static_cast<int32_t>(g() % 384) - 128;
+      std::uniform_real_distribution<float> u(1e-4f, 1e-2f), ub(-50.0f, 50.0f);
+      for (auto& v : ws) v = u(g);
+      for (auto& v : bias) v = ub(g);
+      for (auto& v : rs) v = u(g);
+      if (trial % 10 == 0) {  // inf products: NaN (0 * inf) and +-inf outputs
+        rs[0] = 3e38f;
+        ws[1] = 3e38f;
+        ws[2] = 3e38f;
+        // acc == 0 at (0, 1): 0 * inf = NaN; (0, 2) is +-inf.
+        tile[1] = static_cast<int32_t>(static_cast<uint32_t>(zpoff[0]) *
+                                       static_cast<uint32_t>(colsum[1]));
+      }
+      if (trial % 10 == 1) tile[0] = static_cast<int32_t>(zpoff[0] * colsum[0]);  // acc == 0
+      TileEpilogueArgs e{};
+      e.colsum = colsum.data();
+      e.w_scale = ws.data();
+      e.bias = trial % 2 ? bias.data() : nullptr;
+      e.relu = (trial / 2) % 2;
+      e.row_zpoff = zpoff.data();
+      e.row_scale = rs.data();
+      e.zpoff = zpoff[0];
+      e.a_scale = 0.01f * static_cast<float>(1 + trial % 5);
+      const bool s8 = trial % 3 == 0;
+      e.out_zp = s8 ? static_cast<int32_t>(g() % 256) - 128 : static_cast<int32_t>(g() % 256);
+      e.inv = 1.0f / (0.05f * static_cast<float>(1 + trial % 7));
+      e.lo = static_cast<float>((s8 ? -128 : 0) - e.out_zp);
+      e.hi = static_cast<float>((s8 ? 127 : 255) - e.out_zp);
+      std::vector<int32_t> s_a(mr * ldo, 7), s_b(mr * ldo, 7);
+      std::vector<float> f_a(mr * ldo, 7.0f), f_b(mr * ldo, 7.0f);
+      std::vector<uint8_t> q_a(mr * ldo, 7), q_b(mr * ldo, 7);
+      ref.s32(tile.data(), mr, nc, e, s_a.data(), ldo);
+      ep.s32(tile.data(), mr, nc, e, s_b.data(), ldo);
+      ref.f32(tile.data(), mr, nc, e, f_a.data(), ldo);
+      ep.f32(tile.data(), mr, nc, e, f_b.data(), ldo);
+      if (!(trial % 10 == 0)) {  // q8 requires finite scale products (linear_q checks)
+        ref.q8(tile.data(), mr, nc, e, q_a.data(), ldo);
+        ep.q8(tile.data(), mr, nc, e, q_b.data(), ldo);
+      }
+      if (trial % 10 == 0 && nc > 2) {
+        EXPECT(std::isnan(f_a[1]) && (std::isinf(f_a[2]) || (e.relu && f_a[2] == 0.0f)))
+            << "special values did not reach the epilogue: " << f_a[1] << " " << f_a[2];
+      }
+      const bool ok = s_a == s_b && q_a == q_b &&
+                      std::memcmp(f_a.data(), f_b.data(), f_a.size() * 4) == 0;
+      if (!ok && bad++ < 5) {
+        EXPECT(false) << isa_name(ep.isa) << " epilogue trial " << trial << " mr=" << mr
+                      << " nc=" << nc << " s32 " << (s_a == s_b) << " q8 " << (q_a == q_b);
+      }
+    }
+  }
+  EXPECT(bad == 0);
 }
