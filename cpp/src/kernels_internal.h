@@ -4,6 +4,7 @@
 #include "edgepack/gemm.h"
 #include "edgepack/quant.h"
 #include "gemm/gemm_epilogue.h"
+#include "gemm/gemm_wide.h"
 
 namespace edgepack {
 
@@ -22,6 +23,7 @@ GemmEpilogues gemm_epilogues_ref();
 GemmKernels gemm_kernels_avx2();
 GemmKernels gemm_kernels_avx512vnni();
 GemmEpilogues gemm_epilogues_avx512();
+GemmWideKernels gemm_wide_kernels_avx512vnni();
 #endif
 #if defined(EDGEPACK_ARCH_ARM)
 GemmKernels gemm_kernels_neon();
