@@ -1,14 +1,17 @@
 // The GEMM driver: prepares A in the micro-kernel's format, walks (M tile, N panel) blocks, calls
-// the dispatched micro-kernel into a small int32 tile and applies a fused epilogue (zero-point
-// correction, then int32 / fp32 / requantized output). Arch-neutral C++: every ISA goes through
-// the same code, only the micro-kernel pointer differs.
+// the dispatched micro-kernel into a small int32 tile and applies the dispatched per-tile
+// epilogue (gemm_epilogue.h: zero-point correction, then int32 / fp32 / requantized output).
+// Arch-neutral C++: every ISA goes through the same code, only the kernel pointers differ. When a
+// two-panel kernel matches the dispatched one (gemm_wide.h: AVX-512 VNNI 8x32, AMX 16x32) panels
+// go in pairs.
 //
 // Blocking: the outer loop walks chunks of N panels sized to stay in L2 (~512 KiB), inside it the
-// M tiles (max_mr rows, whose A rows stay in L1 across the chunk), inside that the panels. Large
-// M is processed in row chunks (A scratch bounded at ~1 MiB), each quantized then multiplied.
-// Threads: N panels are split evenly over the pool when there are enough of them, M tiles
-// otherwise; tiny problems stay on the caller. Each output is produced by exactly one micro-kernel
-// call over the whole K, so results do not depend on the thread count or split.
+// M tiles (whose A rows stay in L1 across the chunk), inside that the panels. Large M is
+// processed in row chunks (A scratch bounded at ~1 MiB), each quantized then multiplied. Prepared
+// A rows are 64-byte aligned with a cache-line multiple stride (see a_stride()).
+// Threads: N panel pairs are split evenly over the pool when there are enough of them, M tiles
+// otherwise; tiny problems stay on the caller. Each output is produced by exactly one kernel call
+// over the whole K, so results do not depend on the thread count or split.
 #include <algorithm>
 #include <atomic>
 #include <cmath>

@@ -10,8 +10,7 @@
 // of fewer than 16 rows go through the AVX-512 VNNI kernels.
 // Availability is decided at run time: CPUID AMX-TILE/AMX-INT8, the OS enabling tile state in
 // XCR0, Linux granting the tile-data permission (arch_prctl), and EDGEPACK_AMX not set to 0.
-// The AMX target is enabled for this file only, by pragma, so the build needs no extra flags.
-#pragma GCC target("amx-tile,amx-int8")
+// Compiled with the AVX-512 VNNI flags plus -mamx-tile -mamx-int8 (sources.cmake).
 #include <immintrin.h>
 
 #include <cpuid.h>
