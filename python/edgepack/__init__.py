@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _core
+from . import prune as prune
 from .gemm import (
     PackedLinear,
     gemm_s32,

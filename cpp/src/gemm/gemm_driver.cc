@@ -1,23 +1,29 @@
 // The GEMM driver: prepares A in the micro-kernel's format, walks (M tile, N panel) blocks, calls
-// the dispatched micro-kernel into a small int32 tile and applies a fused epilogue (zero-point
-// correction, then int32 / fp32 / requantized output). Arch-neutral C++: every ISA goes through
-// the same code, only the micro-kernel pointer differs.
+// the dispatched micro-kernel into a small int32 tile and applies the dispatched per-tile
+// epilogue (gemm_epilogue.h: zero-point correction, then int32 / fp32 / requantized output).
+// Arch-neutral C++: every ISA goes through the same code, only the kernel pointers differ. When a
+// two-panel kernel matches the dispatched one (gemm_wide.h: AVX-512 VNNI 8x32, AMX 16x32) panels
+// go in pairs.
 //
 // Blocking: the outer loop walks chunks of N panels sized to stay in L2 (~512 KiB), inside it the
-// M tiles (max_mr rows, whose A rows stay in L1 across the chunk), inside that the panels. Large
-// M is processed in row chunks (A scratch bounded at ~1 MiB), each quantized then multiplied.
-// Threads: N panels are split evenly over the pool when there are enough of them, M tiles
-// otherwise; tiny problems stay on the caller. Each output is produced by exactly one micro-kernel
-// call over the whole K, so results do not depend on the thread count or split.
+// M tiles (whose A rows stay in L1 across the chunk), inside that the panels. Large M is
+// processed in row chunks (A scratch bounded at ~1 MiB), each quantized then multiplied. Prepared
+// A rows are 64-byte aligned with a cache-line multiple stride (see a_stride()).
+// Threads: N panel pairs are split evenly over the pool when there are enough of them, M tiles
+// otherwise; tiny problems stay on the caller. Each output is produced by exactly one kernel call
+// over the whole K, so results do not depend on the thread count or split.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 #include <vector>
 
 #include "edgepack/gemm_ops.h"
 #include "edgepack/parallel.h"
+#include "gemm/gemm_epilogue.h"
+#include "gemm/gemm_wide.h"
 
 namespace edgepack {
 namespace {
@@ -30,7 +36,7 @@ constexpr std::size_t kQuantGrainElems = 1u << 15;
 
 // Per-thread scratch, grown on demand and reused: no allocation in steady state.
 struct Scratch {
-  std::vector<uint8_t> a;
+  std::vector<uint8_t> a;  // A rows; use a_buffer() for a 64-byte aligned pointer
   std::vector<float> row_scale;
   std::vector<int32_t> row_zpoff;
 };
@@ -39,32 +45,52 @@ Scratch& scratch() {
   return s;
 }
 
+// 64-byte aligned A scratch of at least `bytes`: rows whose stride is a multiple of 64 then
+// start on cache lines, so a 64-byte tile row or zmm group read never straddles two lines.
+uint8_t* a_buffer(Scratch& s, std::size_t bytes) {
+  if (s.a.size() < bytes + 64) s.a.resize(bytes + 64);
+  const auto addr = reinterpret_cast<std::uintptr_t>(s.a.data());
+  return s.a.data() + ((64 - addr % 64) % 64);
+}
+
 // Offset the kernel's A encoding subtracts from a_u8 (see gemm.h).
 int32_t format_offset(const GemmKernels& gk) { return gk.a_format == AFormat::kS8 ? 128 : 0; }
 
 // Runs the block loops over rows [0, m) of a (already in the kernel's format, row stride lda)
-// calling epi(row0, mr, n0, ncols, tile) for every (M tile, panel). Rows are absolute to epi via
-// row_base.
+// calling epi(row0, mr, n0, ncols, tile, ldt) for every (M tile, panel). Rows are absolute to
+// epi via row_base. With a two-panel kernel (gemm_wide.h) panels go in pairs, the odd last one
+// of a range through the one-panel kernel.
 template <class Epi>
 void compute_block(const GemmKernels& gk, const PackedView& p, const uint8_t* a, std::size_t lda,
                    std::size_t row_base, std::size_t m, const Epi& epi) {
-  const std::size_t mr_max = std::min(gk.max_mr, kTileMaxMr);
+  const GemmWideKernels* wide = gemm_wide_for(gk);
+  const std::size_t mr_max = std::min(wide ? wide->max_mr : gk.max_mr, kTileMaxMr);
   const std::size_t panels = p.np / kNR;
   const std::size_t mtiles = (m + mr_max - 1) / mr_max;
   const std::size_t panel_bytes = kNR * p.kp;
-  const std::size_t chunk = std::max<std::size_t>(1, kL2ChunkBytes / panel_bytes);
+  const std::size_t chunk = std::max<std::size_t>(2, kL2ChunkBytes / panel_bytes) & ~std::size_t{1};
 
   auto run = [&](std::size_t t0, std::size_t t1, std::size_t q0, std::size_t q1) {
-    alignas(64) int32_t tile[kTileMaxMr * kNR];
+    alignas(64) int32_t tile[kTileMaxMr * 2 * kNR];
     for (std::size_t c0 = q0; c0 < q1; c0 += chunk) {
       const std::size_t c1 = std::min(q1, c0 + chunk);
       for (std::size_t t = t0; t < t1; ++t) {
         const std::size_t r0 = t * mr_max, mr = std::min(mr_max, m - r0);
         const uint8_t* at = a + r0 * lda;
-        for (std::size_t q = c0; q < c1; ++q) {
+        std::size_t q = c0;
+        if (wide) {
+          for (; q + 2 <= c1; q += 2) {
+            wide->ukernel2(mr, p.kp, at, lda, p.panels + q * panel_bytes, tile, 2 * kNR);
+            const std::size_t n0 = q * kNR;
+            epi(row_base + r0, mr, n0, std::min(kNR, p.n - n0), tile, 2 * kNR);
+            const std::size_t n1 = n0 + kNR;
+            if (n1 < p.n) epi(row_base + r0, mr, n1, std::min(kNR, p.n - n1), tile + kNR, 2 * kNR);
+          }
+        }
+        for (; q < c1; ++q) {
           gk.ukernel(mr, p.kp, at, lda, p.panels + q * panel_bytes, tile, kNR);
           const std::size_t n0 = q * kNR;
-          epi(row_base + r0, mr, n0, std::min(kNR, p.n - n0), tile);
+          epi(row_base + r0, mr, n0, std::min(kNR, p.n - n0), tile, kNR);
         }
       }
     }
@@ -74,11 +100,24 @@ void compute_block(const GemmKernels& gk, const PackedView& p, const uint8_t* a,
   const std::size_t macs = m * p.np * p.kp;
   if (threads <= 1 || macs < kMinParallelMacs) {
     run(0, mtiles, 0, panels);
-  } else if (panels >= 2 * threads || panels >= mtiles) {
-    parallel_for(panels, 1, [&](std::size_t q0, std::size_t q1) { run(0, mtiles, q0, q1); });
+  } else if (panels >= 4 * threads || panels >= 2 * mtiles) {
+    // Split N in panel pairs so a two-panel kernel never straddles two tasks.
+    const std::size_t pairs = (panels + 1) / 2;
+    parallel_for(pairs, 1, [&](std::size_t b, std::size_t e) {
+      run(0, mtiles, 2 * b, std::min(panels, 2 * e));
+    });
   } else {
     parallel_for(mtiles, 1, [&](std::size_t t0, std::size_t t1) { run(t0, t1, 0, panels); });
   }
+}
+
+// Row stride of prepared A: Kp rounded up to whole cache lines (tile rows and groups never
+// straddle two lines), plus one more line when that is a multiple of 1 KiB, so the rows a
+// micro-kernel reads do not all map to the same few L1 sets (at Kp = 4096 all 16 rows would
+// share one set of a 12-way L1 and evict each other on every group).
+std::size_t a_stride(std::size_t kp) {
+  const std::size_t ld = (kp + 63) / 64 * 64;
+  return ld % 1024 == 0 ? ld + 64 : ld;
 }
 
 // Rows per A chunk: a multiple of the tile height, about kAChunkBytes of A.
@@ -93,19 +132,20 @@ std::size_t rows_per_chunk(const GemmKernels& gk, std::size_t kp) {
 const uint8_t* prepare_a(const GemmKernels& gk, const PackedView& p, const uint8_t* a, AType at,
                          std::size_t m, std::size_t lda, std::size_t* lda_out) {
   const bool flip = (at == AType::kS8) != (gk.a_format == AFormat::kS8);
-  if (!flip && p.k == p.kp) {
+  // The caller's rows are used in place when they already look like prepared rows.
+  if (!flip && p.k == p.kp && lda == a_stride(p.kp) &&
+      reinterpret_cast<std::uintptr_t>(a) % 64 == 0) {
     *lda_out = lda;
     return a;
   }
   Scratch& s = scratch();
-  if (s.a.size() < m * p.kp) s.a.resize(m * p.kp);
-  uint8_t* dst = s.a.data();
-  const std::size_t k = p.k, kp = p.kp;
+  const std::size_t k = p.k, kp = p.kp, ld = a_stride(kp);
+  uint8_t* dst = a_buffer(s, m * ld);
   const std::size_t grain = std::max<std::size_t>(1, kQuantGrainElems / kp);
   parallel_for(m, grain, [&](std::size_t b, std::size_t e) {
     for (std::size_t r = b; r < e; ++r) {
       const uint8_t* src = a + r * lda;
-      uint8_t* d = dst + r * kp;
+      uint8_t* d = dst + r * ld;
       if (flip)
         for (std::size_t i = 0; i < k; ++i) d[i] = static_cast<uint8_t>(src[i] ^ 0x80u);
       else
@@ -113,113 +153,64 @@ const uint8_t* prepare_a(const GemmKernels& gk, const PackedView& p, const uint8
       std::memset(d + k, 0, kp - k);
     }
   });
-  *lda_out = kp;
+  *lda_out = ld;
   return dst;
 }
 
-// acc = raw - zpoff * colsum in wrap-around int32 arithmetic: exact when the true sum fits.
-inline int32_t correct(int32_t raw, int32_t zpoff, int32_t colsum) {
-  return static_cast<int32_t>(static_cast<uint32_t>(raw) -
-                              static_cast<uint32_t>(zpoff) * static_cast<uint32_t>(colsum));
-}
-
-// np.maximum(y, 0) semantics: NaN stays NaN, -0.0 becomes +0.0.
-inline float relu_f(float y) { return (y > 0.0f || y != y) ? y : 0.0f; }
-
+// Output writers: apply the dispatched per-tile epilogue (gemm_epilogue.h) to each tile.
 struct EpiS32 {
+  const GemmEpilogues* ep;
   int32_t* out;
   std::size_t ldo;
-  const int32_t* colsum;
+  const PackedView* p;
   int32_t zpoff;
   void operator()(std::size_t r0, std::size_t mr, std::size_t n0, std::size_t nc,
-                  const int32_t* tile) const {
-    for (std::size_t r = 0; r < mr; ++r) {
-      int32_t* o = out + (r0 + r) * ldo + n0;
-      const int32_t* t = tile + r * kNR;
-      const int32_t* cs = colsum + n0;
-      if (nc == kNR) {
-        for (std::size_t j = 0; j < kNR; ++j) o[j] = correct(t[j], zpoff, cs[j]);
-      } else {
-        for (std::size_t j = 0; j < nc; ++j) o[j] = correct(t[j], zpoff, cs[j]);
-      }
-    }
+                  const int32_t* tile, std::size_t ldt) const {
+    TileEpilogueArgs e{};
+    e.ldt = ldt;
+    e.colsum = p->colsum + n0;
+    e.zpoff = zpoff;
+    ep->s32(tile, mr, nc, e, out + r0 * ldo + n0, ldo);
   }
 };
 
-// y = float(acc) * float(a_scale[m] * w_scale[n]) (+ bias) (relu): reference.py epilogue_ref.
-template <bool kBias, bool kRelu>
-inline void dequant_row(const int32_t* t, const int32_t* cs, int32_t zpoff, float as,
-                        const float* ws, const float* bias, float* o, std::size_t nc) {
-  for (std::size_t j = 0; j < nc; ++j) {
-    const float mult = as * ws[j];
-    float y = static_cast<float>(correct(t[j], zpoff, cs[j])) * mult;
-    if (kBias) y = y + bias[j];
-    if (kRelu) y = relu_f(y);
-    o[j] = y;
-  }
-}
-
-template <bool kBias, bool kRelu>
 struct EpiF32 {
+  const GemmEpilogues* ep;
   float* out;
   std::size_t ldo;
   const PackedView* p;
-  const float* row_scale;   // indexed by absolute row
-  const int32_t* row_zpoff;  // indexed by absolute row
-  std::size_t row_index_base;  // subtract from the absolute row to index row_scale/zpoff
+  bool relu;
+  const float* row_scale;      // indexed by row - row_index_base
+  const int32_t* row_zpoff;    // indexed by row - row_index_base
+  std::size_t row_index_base;
   void operator()(std::size_t r0, std::size_t mr, std::size_t n0, std::size_t nc,
-                  const int32_t* tile) const {
-    for (std::size_t r = 0; r < mr; ++r) {
-      const std::size_t row = r0 + r, ri = row - row_index_base;
-      float* o = out + row * ldo + n0;
-      if (nc == kNR)
-        dequant_row<kBias, kRelu>(tile + r * kNR, p->colsum + n0, row_zpoff[ri], row_scale[ri],
-                                  p->scale + n0, p->bias + n0, o, kNR);
-      else
-        dequant_row<kBias, kRelu>(tile + r * kNR, p->colsum + n0, row_zpoff[ri], row_scale[ri],
-                                  p->scale + n0, p->bias + n0, o, nc);
-    }
+                  const int32_t* tile, std::size_t ldt) const {
+    TileEpilogueArgs e{};
+    e.ldt = ldt;
+    e.colsum = p->colsum + n0;
+    e.w_scale = p->scale + n0;
+    e.bias = p->has_bias ? p->bias + n0 : nullptr;
+    e.relu = relu;
+    e.row_zpoff = row_zpoff + (r0 - row_index_base);
+    e.row_scale = row_scale + (r0 - row_index_base);
+    ep->f32(tile, mr, nc, e, out + r0 * ldo + n0, ldo);
   }
 };
 
-// Requantization: reference.py quantize_ref applied to the fp32 epilogue result.
-template <bool kBias, bool kRelu, class T>
-inline void requant_row(const int32_t* t, const int32_t* cs, int32_t zpoff, float as,
-                        const float* ws, const float* bias, float inv, float lo, float hi,
-                        int32_t zp, T* o, std::size_t nc) {
-  for (std::size_t j = 0; j < nc; ++j) {
-    const float mult = as * ws[j];
-    float y = static_cast<float>(correct(t[j], zpoff, cs[j])) * mult;
-    if (kBias) y = y + bias[j];
-    if (kRelu) y = relu_f(y);
-    float v = y * inv;
-    v = std::min(std::max(v, lo), hi);
-    // Round half to even: |v| <= 383 here, so adding and removing 1.5 * 2^23 rounds exactly
-    // like rint under the default rounding mode, and vectorizes.
-    const float r = (v + 12582912.0f) - 12582912.0f;
-    o[j] = static_cast<T>(static_cast<int32_t>(r) + zp);
-  }
-}
-
-template <bool kBias, bool kRelu, class T>
-struct EpiQ {
-  T* out;
+struct EpiQ8 {
+  const GemmEpilogues* ep;
+  uint8_t* out;
   std::size_t ldo;
   const PackedView* p;
-  int32_t zpoff;
-  float a_scale, inv, lo, hi;
-  int32_t out_zp;
+  TileEpilogueArgs base;  // uniform fields filled once
   void operator()(std::size_t r0, std::size_t mr, std::size_t n0, std::size_t nc,
-                  const int32_t* tile) const {
-    for (std::size_t r = 0; r < mr; ++r) {
-      T* o = out + (r0 + r) * ldo + n0;
-      if (nc == kNR)
-        requant_row<kBias, kRelu, T>(tile + r * kNR, p->colsum + n0, zpoff, a_scale,
-                                     p->scale + n0, p->bias + n0, inv, lo, hi, out_zp, o, kNR);
-      else
-        requant_row<kBias, kRelu, T>(tile + r * kNR, p->colsum + n0, zpoff, a_scale,
-                                     p->scale + n0, p->bias + n0, inv, lo, hi, out_zp, o, nc);
-    }
+                  const int32_t* tile, std::size_t ldt) const {
+    TileEpilogueArgs e = base;
+    e.ldt = ldt;
+    e.colsum = p->colsum + n0;
+    e.w_scale = p->scale + n0;
+    e.bias = p->has_bias ? p->bias + n0 : nullptr;
+    ep->q8(tile, mr, nc, e, out + r0 * ldo + n0, ldo);
   }
 };
 
@@ -235,7 +226,7 @@ void gemm_s32_op(const GemmKernels& gk, const PackedView& p, const void* a, ATyp
   check_kernel(gk);
   if (m == 0) return;
   const int32_t zp_u8 = at == AType::kS8 ? a_zp + 128 : a_zp;
-  const EpiS32 epi{out, p.n, p.colsum, zp_u8 - format_offset(gk)};
+  const EpiS32 epi{&gemm_epilogues(), out, p.n, &p, zp_u8 - format_offset(gk)};
   const std::size_t chunk = rows_per_chunk(gk, p.kp);
   const auto* ab = static_cast<const uint8_t*>(a);
   for (std::size_t r0 = 0; r0 < m; r0 += chunk) {
@@ -248,21 +239,19 @@ void gemm_s32_op(const GemmKernels& gk, const PackedView& p, const void* a, ATyp
 
 namespace {
 
-template <class Epi>
 void linear_int8_run(const GemmKernels& gk, const QuantKernels& qk, const PackedView& p,
-                     const float* x, std::size_t m, std::size_t ldx, Epi epi) {
+                     const float* x, std::size_t m, std::size_t ldx, EpiF32 epi) {
   const std::size_t chunk = rows_per_chunk(gk, p.kp);
-  const std::size_t k = p.k, kp = p.kp;
+  const std::size_t k = p.k, kp = p.kp, ld = a_stride(kp);
   const bool s8 = gk.a_format == AFormat::kS8;
   const int32_t off = format_offset(gk);
   Scratch& s = scratch();
   const std::size_t rows_max = std::min(chunk, m);
-  if (s.a.size() < rows_max * kp) s.a.resize(rows_max * kp);
+  uint8_t* abuf = a_buffer(s, rows_max * ld);
   if (s.row_scale.size() < rows_max) {
     s.row_scale.resize(rows_max);
     s.row_zpoff.resize(rows_max);
   }
-  uint8_t* abuf = s.a.data();
   float* rs = s.row_scale.data();
   int32_t* rz = s.row_zpoff.data();
   epi.row_scale = rs;
@@ -286,7 +275,7 @@ void linear_int8_run(const GemmKernels& gk, const QuantKernels& qk, const Packed
           return;
         }
         const QParams q = qparams_from_minmax(mn, mx, QDType::kUInt8, false);
-        uint8_t* d = abuf + r * kp;
+        uint8_t* d = abuf + r * ld;
         const float inv = 1.0f / q.scale;
         if (s8)
           qk.quantize_s8(xr, d, k, inv, q.zero_point - 128);
@@ -300,45 +289,8 @@ void linear_int8_run(const GemmKernels& gk, const QuantKernels& qk, const Packed
     if (bad == 1) throw std::domain_error("x contains NaN");
     if (bad == 2) throw std::domain_error("x contains inf");
     epi.row_index_base = r0;
-    compute_block(gk, p, abuf, kp, r0, rows, epi);
+    compute_block(gk, p, abuf, ld, r0, rows, epi);
   }
-}
-
-template <bool kBias, bool kRelu>
-void linear_int8_t(const GemmKernels& gk, const QuantKernels& qk, const PackedView& p,
-                   const float* x, std::size_t m, std::size_t ldx, float* out) {
-  EpiF32<kBias, kRelu> epi{out, p.n, &p, nullptr, nullptr, 0};
-  linear_int8_run(gk, qk, p, x, m, ldx, epi);
-}
-
-template <bool kBias, bool kRelu>
-void linear_u8_t(const GemmKernels& gk, const PackedView& p, const uint8_t* a, std::size_t m,
-                 std::size_t lda, const float* row_scale, const int32_t* row_zpoff, float* out) {
-  const EpiF32<kBias, kRelu> epi{out, p.n, &p, row_scale, row_zpoff, 0};
-  const std::size_t chunk = rows_per_chunk(gk, p.kp);
-  for (std::size_t r0 = 0; r0 < m; r0 += chunk) {
-    const std::size_t rows = std::min(chunk, m - r0);
-    std::size_t ld;
-    const uint8_t* ak = prepare_a(gk, p, a + r0 * lda, AType::kU8, rows, lda, &ld);
-    compute_block(gk, p, ak, ld, r0, rows, epi);
-  }
-}
-
-template <bool kBias, bool kRelu, class T>
-void linear_q_t(const GemmKernels& gk, const PackedView& p, const uint8_t* a, std::size_t lda,
-                std::size_t r0, std::size_t rows, int32_t zpoff, float a_scale, float out_scale,
-                int32_t out_zp, int32_t qmin, int32_t qmax, T* out) {
-  const float inv = 1.0f / out_scale;
-  const EpiQ<kBias, kRelu, T> epi{out,
-                                  p.n,
-                                  &p,
-                                  zpoff,
-                                  a_scale,
-                                  inv,
-                                  static_cast<float>(qmin - out_zp),
-                                  static_cast<float>(qmax - out_zp),
-                                  out_zp};
-  compute_block(gk, p, a, lda, r0, rows, epi);
 }
 
 }  // namespace
@@ -347,17 +299,8 @@ void linear_int8_op(const GemmKernels& gk, const QuantKernels& qk, const PackedV
                     const float* x, std::size_t m, std::size_t ldx, bool relu, float* out) {
   check_kernel(gk);
   if (m == 0) return;
-  if (p.has_bias) {
-    if (relu)
-      linear_int8_t<true, true>(gk, qk, p, x, m, ldx, out);
-    else
-      linear_int8_t<true, false>(gk, qk, p, x, m, ldx, out);
-  } else {
-    if (relu)
-      linear_int8_t<false, true>(gk, qk, p, x, m, ldx, out);
-    else
-      linear_int8_t<false, false>(gk, qk, p, x, m, ldx, out);
-  }
+  linear_int8_run(gk, qk, p, x, m, ldx,
+                  EpiF32{&gemm_epilogues(), out, p.n, &p, relu, nullptr, nullptr, 0});
 }
 
 void linear_u8_op(const GemmKernels& gk, const PackedView& p, const uint8_t* a, std::size_t m,
@@ -369,16 +312,13 @@ void linear_u8_op(const GemmKernels& gk, const PackedView& p, const uint8_t* a, 
   std::vector<int32_t> zpoff(m);
   const int32_t off = format_offset(gk);
   for (std::size_t r = 0; r < m; ++r) zpoff[r] = row_zp[r] - off;
-  if (p.has_bias) {
-    if (relu)
-      linear_u8_t<true, true>(gk, p, a, m, lda, row_scale, zpoff.data(), out);
-    else
-      linear_u8_t<true, false>(gk, p, a, m, lda, row_scale, zpoff.data(), out);
-  } else {
-    if (relu)
-      linear_u8_t<false, true>(gk, p, a, m, lda, row_scale, zpoff.data(), out);
-    else
-      linear_u8_t<false, false>(gk, p, a, m, lda, row_scale, zpoff.data(), out);
+  const EpiF32 epi{&gemm_epilogues(), out, p.n, &p, relu, row_scale, zpoff.data(), 0};
+  const std::size_t chunk = rows_per_chunk(gk, p.kp);
+  for (std::size_t r0 = 0; r0 < m; r0 += chunk) {
+    const std::size_t rows = std::min(chunk, m - r0);
+    std::size_t ld;
+    const uint8_t* ak = prepare_a(gk, p, a + r0 * lda, AType::kU8, rows, lda, &ld);
+    compute_block(gk, p, ak, ld, r0, rows, epi);
   }
 }
 
@@ -388,31 +328,21 @@ void linear_q_op(const GemmKernels& gk, const PackedView& p, const void* a, ATyp
   check_kernel(gk);
   if (m == 0) return;
   const int32_t zp_u8 = at == AType::kS8 ? a_zp + 128 : a_zp;
-  const int32_t zpoff = zp_u8 - format_offset(gk);
+  EpiQ8 epi{&gemm_epilogues(), static_cast<uint8_t*>(out), p.n, &p, TileEpilogueArgs{}};
+  epi.base.relu = relu;
+  epi.base.zpoff = zp_u8 - format_offset(gk);
+  epi.base.a_scale = a_scale;
+  epi.base.inv = 1.0f / out_scale;
+  epi.base.lo = static_cast<float>(qmin_of(out_dtype) - out_zp);
+  epi.base.hi = static_cast<float>(qmax_of(out_dtype) - out_zp);
+  epi.base.out_zp = out_zp;
   const std::size_t chunk = rows_per_chunk(gk, p.kp);
   const auto* ab = static_cast<const uint8_t*>(a);
-  const int32_t qmin = qmin_of(out_dtype), qmax = qmax_of(out_dtype);
   for (std::size_t r0 = 0; r0 < m; r0 += chunk) {
     const std::size_t rows = std::min(chunk, m - r0);
     std::size_t ld;
     const uint8_t* ak = prepare_a(gk, p, ab + r0 * lda, at, rows, lda, &ld);
-    // Dispatch on (bias, relu, dtype) once per chunk so the inner loops are branch-free.
-    auto go = [&](auto bias_tag, auto relu_tag) {
-      constexpr bool kB = decltype(bias_tag)::value, kR = decltype(relu_tag)::value;
-      if (out_dtype == QDType::kInt8)
-        linear_q_t<kB, kR, int8_t>(gk, p, ak, ld, r0, rows, zpoff, a_scale, out_scale, out_zp,
-                                   qmin, qmax, static_cast<int8_t*>(out));
-      else
-        linear_q_t<kB, kR, uint8_t>(gk, p, ak, ld, r0, rows, zpoff, a_scale, out_scale, out_zp,
-                                    qmin, qmax, static_cast<uint8_t*>(out));
-    };
-    using T_ = std::true_type;
-    using F_ = std::false_type;
-    if (p.has_bias) {
-      if (relu) go(T_{}, T_{}); else go(T_{}, F_{});
-    } else {
-      if (relu) go(F_{}, T_{}); else go(F_{}, F_{});
-    }
+    compute_block(gk, p, ak, ld, r0, rows, epi);
   }
 }
 
