@@ -4,6 +4,8 @@
 #include "edgepack/gemm.h"
 #include "edgepack/quant.h"
 #include "edgepack/sparse.h"
+#include "gemm/gemm_epilogue.h"
+#include "gemm/gemm_wide.h"
 
 namespace edgepack {
 
@@ -17,7 +19,17 @@ QuantKernels quant_kernels_neon();
 #endif
 
 GemmKernels gemm_kernels_ref();
+GemmEpilogues gemm_epilogues_ref();
 // Per-ISA GEMM tables: declare each here, guarded by EDGEPACK_ARCH_X86 / EDGEPACK_ARCH_ARM.
+#if defined(EDGEPACK_ARCH_X86)
+GemmKernels gemm_kernels_avx2();
+GemmKernels gemm_kernels_avx512vnni();
+GemmEpilogues gemm_epilogues_avx512();
+GemmWideKernels gemm_wide_kernels_avx512vnni();
+// AMX-INT8 (runs at the avx512vnni level when amx_usable(): CPU, OS and permission checked).
+bool amx_usable();
+GemmWideKernels gemm_wide_kernels_amx();
+#endif
 #if defined(EDGEPACK_ARCH_ARM)
 GemmKernels gemm_kernels_neon();
 GemmKernels gemm_kernels_neondot();

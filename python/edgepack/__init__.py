@@ -6,7 +6,19 @@ from typing import Any
 
 from . import _core
 from . import prune as prune
+from .gemm import (
+    PackedLinear,
+    gemm_s32,
+    linear_int8,
+    linear_q,
+    pack_weights,
+    quantize_weights,
+)
+from .io import load, save
 from .kernels import choose_qparams, dequantize, quantize, quantize_dynamic
+from .optimize import optimize
+from .quantize import CompressionConfig
+from .quantize.compress import compress
 from .sparse import (
     PackedSparseLinear,
     linear_auto,
@@ -49,15 +61,26 @@ def get_num_threads() -> int:
 
 __all__ = [
     "PackedSparseLinear",
+    "CompressionConfig",
+    "compress",
+    "load",
+    "optimize",
+    "save",
+    "PackedLinear",
     "choose_qparams",
     "cpu_info",
     "dequantize",
+    "gemm_s32",
     "get_num_threads",
     "linear_auto",
     "pack_auto",
     "pack_sparse",
+    "linear_int8",
+    "linear_q",
+    "pack_weights",
     "quantize",
     "quantize_dynamic",
+    "quantize_weights",
     "set_num_threads",
     "sparse_crossover",
     "sparse_linear_int8",
