@@ -4,6 +4,7 @@
 #include "gemm/gemm_wide.h"
 #include "edgepack/parallel.h"
 #include "edgepack/quant.h"
+#include "edgepack/sparse.h"
 
 namespace edgepack_py {
 
@@ -60,6 +61,10 @@ void bind_cpu(py::module_& m) {
     const edgepack::GemmWideKernels* wide = edgepack::gemm_wide_for(edgepack::gemm_kernels());
     gemm["wide"] = wide ? py::object(py::str(wide->name)) : py::object(py::none());
     d["gemm"] = gemm;
+    py::dict sparse;
+    sparse["available"] = isa_names(edgepack::sparse_kernel_list());
+    sparse["selected"] = edgepack::isa_name(edgepack::sparse_kernels().isa);
+    d["sparse"] = sparse;
     return d;
   });
   m.def("get_num_threads", &edgepack::get_num_threads);

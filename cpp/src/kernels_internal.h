@@ -5,12 +5,14 @@
 #include "edgepack/quant.h"
 #include "gemm/gemm_epilogue.h"
 #include "gemm/gemm_wide.h"
+#include "edgepack/sparse.h"
 
 namespace edgepack {
 
 QuantKernels quant_kernels_ref();
 #if defined(EDGEPACK_ARCH_X86)
 QuantKernels quant_kernels_avx2();
+QuantKernels quant_kernels_avx512();  // registered at Isa::kAvx512Vnni
 #endif
 #if defined(EDGEPACK_ARCH_ARM)
 QuantKernels quant_kernels_neon();
@@ -32,6 +34,16 @@ GemmWideKernels gemm_wide_kernels_amx();
 GemmKernels gemm_kernels_neon();
 GemmKernels gemm_kernels_neondot();
 GemmKernels gemm_kernels_i8mm();
+#endif
+
+SparseKernels sparse_kernels_ref();
+#if defined(EDGEPACK_ARCH_X86)
+SparseKernels sparse_kernels_avx2();
+SparseKernels sparse_kernels_avx512vnni();
+#endif
+#if defined(EDGEPACK_ARCH_ARM)
+SparseKernels sparse_kernels_neon();
+SparseKernels sparse_kernels_neondot();
 #endif
 
 }  // namespace edgepack

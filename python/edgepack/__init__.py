@@ -15,6 +15,14 @@ from .gemm import (
     quantize_weights,
 )
 from .kernels import choose_qparams, dequantize, quantize, quantize_dynamic
+from .sparse import (
+    PackedSparseLinear,
+    linear_auto,
+    pack_auto,
+    pack_sparse,
+    sparse_crossover,
+    sparse_linear_int8,
+)
 
 __version__ = "0.1.0"
 
@@ -49,6 +57,7 @@ def get_num_threads() -> int:
 
 __all__ = [
     "PackedLinear",
+    "PackedSparseLinear",
     "choose_qparams",
     "cpu_info",
     "dequantize",
@@ -57,8 +66,13 @@ __all__ = [
     "linear_int8",
     "linear_q",
     "pack_weights",
+    "linear_auto",
+    "pack_auto",
+    "pack_sparse",
     "quantize",
     "quantize_dynamic",
     "quantize_weights",
     "set_num_threads",
+    "sparse_crossover",
+    "sparse_linear_int8",
 ]
