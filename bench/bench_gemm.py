@@ -146,6 +146,8 @@ def test_linear(benchmark, shape: tuple[int, int, int], threads: int, impl: str)
         once = time.perf_counter() - t0
         rounds = max(5, min(200, int(0.3 / max(once, 1e-6))))
         benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=2)
+    if benchmark.stats is None:  # --benchmark-disable: the call above was the smoke test
+        return
     med = benchmark.stats.stats.median
     _results[(m, k, n, threads, impl)] = med
     benchmark.extra_info.update(
