@@ -54,10 +54,6 @@ void bind_cpu(py::module_& m) {
     quant["available"] = isa_names(edgepack::quant_kernel_list());
     quant["selected"] = edgepack::isa_name(edgepack::quant_kernels().isa);
     d["quant"] = quant;
-    py::dict sparse;
-    sparse["available"] = isa_names(edgepack::sparse_kernel_list());
-    sparse["selected"] = edgepack::isa_name(edgepack::sparse_kernels().isa);
-    d["sparse"] = sparse;
     py::dict gemm;
     gemm["available"] = isa_names(edgepack::gemm_kernel_list());
     gemm["selected"] = edgepack::isa_name(edgepack::gemm_kernels().isa);
@@ -65,6 +61,10 @@ void bind_cpu(py::module_& m) {
     const edgepack::GemmWideKernels* wide = edgepack::gemm_wide_for(edgepack::gemm_kernels());
     gemm["wide"] = wide ? py::object(py::str(wide->name)) : py::object(py::none());
     d["gemm"] = gemm;
+    py::dict sparse;
+    sparse["available"] = isa_names(edgepack::sparse_kernel_list());
+    sparse["selected"] = edgepack::isa_name(edgepack::sparse_kernels().isa);
+    d["sparse"] = sparse;
     return d;
   });
   m.def("get_num_threads", &edgepack::get_num_threads);

@@ -57,21 +57,6 @@ const GemmKernels& gemm_kernels() {
   return k;
 }
 
-const std::vector<SparseKernels>& sparse_kernel_list() {
-  static const std::vector<SparseKernels> list{
-      sparse_kernels_ref(),
-#if defined(EDGEPACK_ARCH_X86)
-      sparse_kernels_avx2(),
-      sparse_kernels_avx512vnni(),
-#endif
-#if defined(EDGEPACK_ARCH_ARM)
-      sparse_kernels_neon(),
-      sparse_kernels_neondot(),
-#endif
-  };
-  return list;
-}
-
 // Epilogues of the GEMM driver (gemm_epilogue.h): a family of their own, same rules.
 const std::vector<GemmEpilogues>& gemm_epilogue_list() {
   static const std::vector<GemmEpilogues> list{
@@ -81,11 +66,6 @@ const std::vector<GemmEpilogues>& gemm_epilogue_list() {
 #endif
   };
   return list;
-}
-
-const SparseKernels& sparse_kernels() {
-  static const SparseKernels& k = pick(sparse_kernel_list());
-  return k;
 }
 
 const GemmEpilogues& gemm_epilogues() {
@@ -113,6 +93,26 @@ const GemmWideKernels* gemm_wide_for(const GemmKernels& gk) {
   for (const GemmWideKernels& w : gemm_wide_kernel_list())
     if (w.isa == gk.isa && w.a_format == gk.a_format && isa_enabled(w.isa)) return &w;
   return nullptr;
+}
+
+const std::vector<SparseKernels>& sparse_kernel_list() {
+  static const std::vector<SparseKernels> list{
+      sparse_kernels_ref(),
+#if defined(EDGEPACK_ARCH_X86)
+      sparse_kernels_avx2(),
+      sparse_kernels_avx512vnni(),
+#endif
+#if defined(EDGEPACK_ARCH_ARM)
+      sparse_kernels_neon(),
+      sparse_kernels_neondot(),
+#endif
+  };
+  return list;
+}
+
+const SparseKernels& sparse_kernels() {
+  static const SparseKernels& k = pick(sparse_kernel_list());
+  return k;
 }
 
 }  // namespace edgepack

@@ -3,9 +3,9 @@
 
 #include "edgepack/gemm.h"
 #include "edgepack/quant.h"
-#include "edgepack/sparse.h"
 #include "gemm/gemm_epilogue.h"
 #include "gemm/gemm_wide.h"
+#include "edgepack/sparse.h"
 
 namespace edgepack {
 

@@ -58,3 +58,35 @@ def dequantize_raw(
 def choose_qparams_axis(
     x: npt.NDArray[np.float32], axis: int, dtype: str, symmetric: bool
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int32]]: ...
+
+# ---- int8 GEMM (bind_gemm.cc) ----
+# `buf` is a packed-weights buffer (1-D uint8, 4-byte aligned); every call re-checks its header.
+GEMM_MAX_K: int
+GEMM_MAX_OUTPUTS: int
+
+def gemm_alloc(nbytes: int) -> npt.NDArray[np.uint8]: ...
+def gemm_pack(
+    w_q: npt.NDArray[np.int8],
+    scale: npt.NDArray[np.float32],
+    bias: Optional[npt.NDArray[np.float32]],
+) -> npt.NDArray[np.uint8]: ...
+def gemm_packed_info(buf: npt.NDArray[np.uint8], verify_checksum: bool) -> dict[str, Any]: ...
+def gemm_unpack(
+    buf: npt.NDArray[np.uint8],
+) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float32], Optional[npt.NDArray[np.float32]]]: ...
+def gemm_s32(
+    a: np.ndarray, buf: npt.NDArray[np.uint8], a_zero_point: int
+) -> npt.NDArray[np.int32]: ...
+def linear_int8(
+    x: npt.NDArray[np.float32], buf: npt.NDArray[np.uint8], relu: bool
+) -> npt.NDArray[np.float32]: ...
+def linear_q(
+    a_q: np.ndarray,
+    buf: npt.NDArray[np.uint8],
+    a_scale: float,
+    a_zero_point: int,
+    out_scale: float,
+    out_zero_point: int,
+    relu: bool,
+    out_dtype: str,
+) -> np.ndarray: ...

@@ -1,14 +1,18 @@
 // AVX2 micro-kernel, 2 rows x 16 columns, c4 groups. Exact over the full u8 x s8 range.
 //
-// Scheme: per 4-k group, the 64-byte panel group is read as four 16-byte slices (4 columns x 4 k
-// each) and sign-extended to int16 with vpmovsxbw; the row's 4 A bytes are broadcast and
-// zero-extended to int16 with one vpshufb ([a0 a1 a2 a3] repeated). vpmaddwd multiplies int16
-// pairs and adds adjacent products into int32: |a*w + a'*w'| <= 2 * 255 * 128 = 65280, far from
-// int32 limits, and int16 inputs never saturate (unlike vpmaddubsw, whose int16 pair sum can
-// reach 2 * 255 * 127 > 32767). vpaddd accumulates, each lane holding (column, k-pair) partial
-// sums; at the end vphaddd folds the pairs and a vpermd restores column order.
-// Why 2 rows: each row needs 4 ymm accumulators (16 columns x 2 pair-sums); 2 rows + 4 widened
-// B slices + A fit the 16 ymm registers without spills. A is read as uint8 (AFormat::kU8).
+// Scheme: vpmaddwd on int16 operands, which cannot saturate: each int32 lane receives
+// a*w + a'*w' with |a*w + a'*w'| <= 2 * 255 * 128 = 65280 (vpmaddubsw, by contrast, saturates its
+// int16 pair sum, which can reach 2 * 255 * 127 > 32767), and vpaddd accumulates in int32.
+//  - B: per 4-k group, the 64-byte panel group is read as four 16-byte slices (4 columns x 4 k)
+//    and sign-extended with vpmovsxbw; each widened slice serves both rows.
+//  - A: at the start of every K block (512 k) the two rows are zero-extended once into an int16
+//    stack buffer, so the [a0 a1 a2 a3] pattern a group needs is one vpbroadcastq from memory
+//    (a load, no shuffle port) instead of a broadcast plus a vpshufb per row and group.
+//  - Each lane accumulates one (column, k-pair) partial sum; at the end vphaddd folds the pairs
+//    and vpermd restores column order.
+// Why 2 rows: 16 columns x 2 pair-sums = 4 ymm accumulators per row; 2 rows + 4 widened B
+// slices + the A broadcast fit the 16 ymm registers without spills. A is read as uint8
+// (AFormat::kU8).
 #include <immintrin.h>
 
 #include <cstring>
@@ -18,29 +22,45 @@
 namespace edgepack {
 namespace {
 
-inline __m256i bcast_a(const uint8_t* p, __m256i spread) {
-  int32_t v;
-  std::memcpy(&v, p, 4);
-  return _mm256_shuffle_epi8(_mm256_set1_epi32(v), spread);
+constexpr std::size_t kKB = 512;  // K block: 2 rows x 512 int16 = 2 KiB of stack
+
+// Zero-extends n (a multiple of 8) bytes of src into int16 dst.
+inline void widen(const uint8_t* src, int16_t* dst, std::size_t n) {
+  std::size_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm256_store_si256(reinterpret_cast<__m256i*>(dst + i),
+                       _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+  if (i < n)
+    _mm_store_si128(reinterpret_cast<__m128i*>(dst + i),
+                    _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + i))));
+}
+
+inline __m256i bcast4(const int16_t* p) {
+  int64_t v;
+  std::memcpy(&v, p, 8);
+  return _mm256_set1_epi64x(v);
 }
 
 template <int MR>
 void ukernel_t(std::size_t kp, const uint8_t* a, std::size_t lda, const int8_t* b, int32_t* c,
                std::size_t ldc) {
-  // Byte i of each 128-bit lane -> int16 lane i/2 (zero-extended): [a0 0 a1 0 a2 0 a3 0] x2.
-  const __m256i spread = _mm256_setr_epi8(0, -1, 1, -1, 2, -1, 3, -1, 0, -1, 1, -1, 2, -1, 3, -1,
-                                          0, -1, 1, -1, 2, -1, 3, -1, 0, -1, 1, -1, 2, -1, 3, -1);
+  alignas(32) int16_t aw[MR][kKB];
   __m256i acc[MR][4];
   for (int r = 0; r < MR; ++r)
     for (int j = 0; j < 4; ++j) acc[r][j] = _mm256_setzero_si256();
-  for (std::size_t k = 0; k < kp; k += 4, b += 64) {
-    __m256i bw[4];
-    for (int j = 0; j < 4; ++j)
-      bw[j] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 16 * j)));
-    for (int r = 0; r < MR; ++r) {
-      const __m256i aw = bcast_a(a + r * lda + k, spread);
+  for (std::size_t k0 = 0; k0 < kp; k0 += kKB) {
+    const std::size_t kl = kp - k0 < kKB ? kp - k0 : kKB;  // a multiple of 8
+    for (int r = 0; r < MR; ++r) widen(a + r * lda + k0, aw[r], kl);
+    const int8_t* bg = b + k0 * kNR;  // group k0/4 starts at byte 64 * k0/4
+    for (std::size_t k = 0; k < kl; k += 4, bg += 64) {
+      __m256i bw[4];
       for (int j = 0; j < 4; ++j)
-        acc[r][j] = _mm256_add_epi32(acc[r][j], _mm256_madd_epi16(bw[j], aw));
+        bw[j] = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bg + 16 * j)));
+      for (int r = 0; r < MR; ++r) {
+        const __m256i av = bcast4(aw[r] + k);
+        for (int j = 0; j < 4; ++j)
+          acc[r][j] = _mm256_add_epi32(acc[r][j], _mm256_madd_epi16(bw[j], av));
+      }
     }
   }
   const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
