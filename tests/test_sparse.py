@@ -249,7 +249,9 @@ def test_every_isa_subprocess(isa):
     env = dict(os.environ)
     env["EDGEPACK_ISA"] = isa
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT / "python"), str(ROOT / "tests"), env.get("PYTHONPATH", "")]
+        # The edgepack this process imported (installed in CI, the source tree in a dev loop).
+        [str(Path(edgepack.__file__).resolve().parent.parent), str(ROOT / "tests"),
+         env.get("PYTHONPATH", "")]
     )
     r = subprocess.run(
         [sys.executable, "-c", _ISA_SCRIPT.format(isa=isa)],
