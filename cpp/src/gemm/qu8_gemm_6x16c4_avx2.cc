@@ -5,7 +5,7 @@
 // int16 pair sum, which can reach 2 * 255 * 127 > 32767), and vpaddd accumulates in int32, which
 // wraps; the driver's kMaxK bound keeps every true sum inside int32.
 //
-// Cost model: every 16 MACs cost one vpmaddwd and one vpaddd, which is the floor for an exact
+// Cost model: every 16 MACs cost one vpmaddwd and one vpaddd, the floor for an exact
 // full-range AVX2 scheme (vpmaddwd is the widest non-saturating multiply). Everything else is
 // overhead to amortize: the vpmovsxbw that widens B (one per 4 columns x 4 k, shared by all the
 // rows of the tile) and the A broadcasts (pure loads). The accumulators bound the rows: each
@@ -14,7 +14,7 @@
 //   MR rows x S slices accumulators + S widened B slices + 1 A broadcast <= 16 ymm.
 // Full tiles: 6 rows x 2 slices (8 columns) per pass, 12 + 2 + 1 = 15 registers, each widened B
 // slice serving 6 rows (the former 2x16 tile served 2). Measured on the dev Xeon: 6x8 passes beat
-// 12x4 passes and 8x4 passes (fewer loads per multiply), ~1.2x the 2x16 tile. Tiles of 1-2 rows
+// 12x4 and 8x4 passes (fewer loads per multiply), 1.1-1.18x the 2x16 tile. Tiles of 1-2 rows
 // take all 4 slices in one pass (one A read per group).
 //  - A: at the start of every K block (512 k) the rows are zero-extended once into an int16
 //    stack buffer, so the [a0 a1 a2 a3] pattern a group needs is one vpbroadcastq from memory
