@@ -219,6 +219,39 @@ def test_errors():
         edgepack.sparse_linear_int8(x, p)
 
 
+@pytest.mark.parametrize("m", [1, 3, 8, 20])
+@pytest.mark.parametrize("bias_kind", ["none", "neg_zero", "pos_zero"])
+def test_relu_turns_negative_zero_into_positive_zero(m, bias_kind, threads):
+    # The spec's ReLU is np.maximum(y, 0), which gives +0.0 for y = -0.0. y is -0.0 when a
+    # negative acc meets a scale product a_scale * w_scale that underflowed to +0.0 (tiny
+    # activations, tiny weight scales); a -0.0 bias keeps it -0.0. Compared bitwise (assert_
+    # array_equal would call -0.0 == +0.0), on the GEMV path (m = 1) and the tile paths.
+    n, k = 40, 64
+    w, scale, _ = layer(n, k, 0.5, structure="block")
+    scale = scale * np.float32(1e-20)
+    x = xs(m, k, seed=m) * np.float32(1e-30)
+    bias = {
+        "none": None,
+        "neg_zero": np.full(n, -0.0, np.float32),
+        "pos_zero": np.zeros(n, np.float32),
+    }[bias_kind]
+    p = edgepack.pack_sparse(w, scale, bias=bias)
+    plain = linear_int8_ref(x, w, scale, bias, False)
+    if bias_kind != "pos_zero":
+        assert np.signbit(plain).any()  # the case is really exercised: some y are -0.0
+    for relu in (False, True):
+        want = linear_int8_ref(x, w, scale, bias, relu)
+        got = edgepack.sparse_linear_int8(x, p, relu=relu)
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32), err_msg=str(relu))
+    assert not np.signbit(edgepack.sparse_linear_int8(x, p, relu=True)).any()
+    if hasattr(edgepack, "pack_weights"):  # the dense path follows the same spec
+        d = edgepack.pack_weights(w, scale, bias=bias)
+        np.testing.assert_array_equal(
+            edgepack.linear_int8(x, d, relu=True).view(np.uint32),
+            linear_int8_ref(x, w, scale, bias, True).view(np.uint32),
+        )
+
+
 _ISA_SCRIPT = textwrap.dedent(
     """
     import numpy as np, edgepack
@@ -236,7 +269,17 @@ _ISA_SCRIPT = textwrap.dedent(
                     x = t.xs(m, 130, seed=m)
                     got = edgepack.sparse_linear_int8(x, p, relu=m % 2 == 1)
                     want = linear_int8_ref(x, w, s, b, m % 2 == 1)
-                    assert np.array_equal(got, want), (threads, blk, sp, m)
+                    assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), (
+                        threads, blk, sp, m)
+                x = t.xs(3, 130, seed=3) * np.float32(1e-30)  # relu of -0.0 (see test_relu_...)
+                for relu in (False, True):
+                    want = linear_int8_ref(x, w, s * np.float32(1e-20), None, relu)
+                    pz = edgepack.pack_sparse(w, s * np.float32(1e-20), block=(1, blk))
+                    for xm in (x[:1], x):
+                        got = edgepack.sparse_linear_int8(xm, pz, relu=relu)
+                        assert np.array_equal(
+                            got.view(np.uint32), want[: len(xm)].view(np.uint32)
+                        ), (threads, blk, relu, len(xm))
     print("ok")
     """
 )

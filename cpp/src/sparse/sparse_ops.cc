@@ -184,9 +184,9 @@ void sparse_linear_int8_op(const SparseKernels& kern, const PackedSparse& w, con
               }
               if (v.bias)
                 for (std::size_t i = 0; i < mt; ++i) wb[i * kSparseSortWindow] += v.bias[col];
-              if (relu)
+              if (relu)  // <= : -0.0 becomes +0.0 and NaN stays, as np.maximum(y, 0)
                 for (std::size_t i = 0; i < mt; ++i)
-                  if (wb[i * kSparseSortWindow] < 0.0f) wb[i * kSparseSortWindow] = 0.0f;
+                  if (wb[i * kSparseSortWindow] <= 0.0f) wb[i * kSparseSortWindow] = 0.0f;
             }
           for (std::size_t i = 0; i < mt; ++i)
             std::memcpy(y + (m0 + i) * n + wbase, wbuf.data() + i * kSparseSortWindow,
