@@ -65,12 +65,13 @@ class PackedSparseLinear:
     Build it with `pack_sparse` or `PackedSparseLinear.from_bytes`.
     """
 
-    __slots__ = ("_p",)
+    __slots__ = ("_k", "_p")
 
     def __init__(self, core: Any) -> None:
         if not isinstance(core, _core.PackedSparse):
             raise TypeError("use edgepack.pack_sparse() or PackedSparseLinear.from_bytes()")
         self._p = core
+        self._k = int(core.k)  # read on every call: a plain attribute, not a binding call
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -180,7 +181,7 @@ def sparse_linear_int8(
     a = to_numpy(x, "x", (np.float32,))
     if a.ndim == 0:
         raise ValueError("x must have at least one dimension (its last is K)")
-    k = packed.shape[1]
+    k = packed._k
     if a.shape[-1] != k:
         raise ValueError(f"x has last dimension {a.shape[-1]}, the packed weights have K = {k}")
     return like(_core.sparse_linear_int8(a, packed._p, bool(relu)), x)
