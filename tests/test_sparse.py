@@ -322,11 +322,16 @@ def test_pack_auto_needs_dense_path():
         np.testing.assert_array_equal(
             edgepack.linear_auto(x, packed), linear_int8_ref(x, wq, scale, bias)
         )
-    # Sparse exactly when the layer's block sparsity reaches the measured crossover.
+    # Sparse exactly when the layer's block sparsity reaches the measured crossover and the
+    # sparse packing is not bigger than the dense one.
     for wq in (w, very_sparse):
-        bs = edgepack.pack_sparse(wq, scale).block_sparsity
+        sp = edgepack.pack_sparse(wq, scale)
+        smaller = sp.nbytes <= edgepack.pack_weights(wq, scale).nbytes
         chosen = edgepack.pack_auto(wq, scale, batch=1)
-        assert isinstance(chosen, edgepack.PackedSparseLinear) == (bs >= c), (bs, c)
+        want = sp.block_sparsity >= c and smaller
+        assert isinstance(chosen, edgepack.PackedSparseLinear) == want, (sp.block_sparsity, c)
+    # An unpruned layer is never packed sparse (it would be bigger), whatever the timing said.
+    assert not isinstance(edgepack.pack_auto(w, scale, batch=1), edgepack.PackedSparseLinear)
 
 
 def test_pack_auto_logic_with_stand_in_dense(monkeypatch):
@@ -335,13 +340,17 @@ def test_pack_auto_logic_with_stand_in_dense(monkeypatch):
     # is exercised by test_pack_auto_needs_dense_path once the GEMM branch is merged.
     calls = {"pack": 0}
 
+    class Dense:  # stand-in for edgepack.PackedLinear: what pack_auto reads of it
+        def __init__(self, w, s, b):
+            self.w, self.s, self.b = w, s, b
+            self.nbytes = w.size + 4 * len(s)
+
     def pack_weights(w_q, scale, *, bias=None):
         calls["pack"] += 1
-        return ("dense", np.asarray(w_q), np.asarray(scale, np.float32), bias)
+        return Dense(np.asarray(w_q), np.asarray(scale, np.float32), bias)
 
     def linear_int8(x, packed, *, relu=False):
-        _, w, s, b = packed
-        return linear_int8_ref(np.asarray(x), w, s, b, relu)
+        return linear_int8_ref(np.asarray(x), packed.w, packed.s, packed.b, relu)
 
     monkeypatch.setattr(edgepack, "pack_weights", pack_weights, raising=False)
     monkeypatch.setattr(edgepack, "linear_int8", linear_int8, raising=False)
@@ -354,9 +363,10 @@ def test_pack_auto_logic_with_stand_in_dense(monkeypatch):
     w, scale, bias = layer(n, k, 0.0)
     x = xs(2, k)
     for wq in (w, pruned(n, k, 0.97, structure="block")):
-        bs = edgepack.pack_sparse(wq, scale).block_sparsity
+        sp = edgepack.pack_sparse(wq, scale, bias=bias)
+        want = sp.block_sparsity >= c and sp.nbytes <= wq.size + 4 * n
         chosen = edgepack.pack_auto(wq, scale, bias=bias, batch=2)
-        assert isinstance(chosen, edgepack.PackedSparseLinear) == (bs >= c), (bs, c)
+        assert isinstance(chosen, edgepack.PackedSparseLinear) == want, (sp.block_sparsity, c)
         np.testing.assert_array_equal(
             edgepack.linear_auto(x, chosen), linear_int8_ref(x, wq, scale, bias)
         )

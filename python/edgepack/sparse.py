@@ -291,14 +291,17 @@ def pack_auto(
 ) -> Any:
     """Dense (edgepack.pack_weights) or sparse (pack_sparse) packing, whichever is faster for
     this layer at `batch` rows per call on this CPU: sparse when the layer's block sparsity is
-    at or above the measured crossover for its shape (see sparse_crossover). Run the result
-    with linear_auto (or the matching linear_int8 / sparse_linear_int8).
+    at or above the measured crossover for its shape (see sparse_crossover) and the sparse
+    packing is not bigger than the dense one, so a noisy crossover can never buy a format that
+    is both slower and bigger. Run the result with linear_auto (or the matching linear_int8 /
+    sparse_linear_int8).
     """
     edgepack = _dense_api()
     sp = pack_sparse(w_q, scale, bias=bias, block=block)
     n, k = sp.shape
     if sp.block_sparsity >= sparse_crossover(n, k, batch=batch, block=block):
-        return sp
+        dense = edgepack.pack_weights(w_q, scale, bias=bias)
+        return sp if sp.nbytes <= dense.nbytes else dense
     return edgepack.pack_weights(w_q, scale, bias=bias)
 
 
