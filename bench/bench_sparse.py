@@ -124,6 +124,8 @@ def _record(benchmark: Any, key: tuple[str, int, int, float], fn: Callable[[], A
         benchmark.pedantic(fn, rounds=3, iterations=1, warmup_rounds=1)
     else:
         benchmark(fn)
+    if benchmark.stats is None:  # --benchmark-disable: the call above was the smoke test
+        return
     t = float(benchmark.stats.stats.median)
     RESULTS[key] = t
     benchmark.extra_info.update(
