@@ -123,6 +123,23 @@ def test_quant_conv_equals_im2col_reference(kw):
     assert torch.equal(q(x[1]), y[1])  # unbatched input
 
 
+@pytest.mark.parametrize("cin,cout,hw,kw", [
+    (32, 64, 13, dict(kernel_size=3)),  # the MNIST CNN's middle conv, native one-call path
+    (4, 7, 11, dict(kernel_size=(3, 2), stride=(2, 1), dilation=(1, 3))),
+])
+def test_quant_conv_native_path_equals_reference(cin, cout, hw, kw):
+    torch.manual_seed(5)
+    conv = nn.Conv2d(cin, cout, **kw)
+    q = QuantConv2d.from_float(conv, sparse="never")
+    x = torch.randn(3, cin, hw, hw + 1)
+    with torch.no_grad():
+        y = q(x)
+        y1 = q(x[:1])
+    np.testing.assert_array_equal(y.permute(0, 2, 3, 1).numpy(), _conv_ref(conv, q, x))
+    assert torch.equal(y1, y[:1])
+    assert y.data_ptr() != y1.data_ptr()  # every call returns fresh memory
+
+
 def test_quant_conv_per_row_granularity_equals_reference():
     torch.manual_seed(13)
     conv = nn.Conv2d(3, 5, 3, padding=1)

@@ -200,6 +200,15 @@ class QuantConv2d(nn.Module):
         if oh <= 0 or ow <= 0:
             raise ValueError(f"QuantConv2d: input {tuple(x.shape)} is smaller than the kernel")
         lin = self.linear
+        if lin._dense_buf is not None and self.act_granularity == "image" and not lin.is_static:
+            # hot path: quantize per image, im2col and GEMM + epilogue in one native call (the
+            # same kernels as the composition below, bit-identical; no Python per step)
+            y = torch.from_numpy(_core.conv2d_u8(nhwc.numpy(), lin._dense_buf, kh, kw, sh, sw,
+                                                 dh, dw, lin.relu))
+            out = y.permute(0, 3, 1, 2)
+            if not batched:
+                out = out.squeeze(0)
+            return out if x.dtype == torch.float32 else out.to(x.dtype)
         idx = self._index(h, w, oh, ow)
         if lin._dense_buf is not None and (self.act_granularity == "image" or lin.is_static):
             q, scale, zp = self._quantize_images(nhwc.reshape(n, -1).numpy())
