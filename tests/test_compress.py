@@ -398,3 +398,31 @@ def test_copies_share_nothing_twice():
     for c2 in (copy.deepcopy(c), pickle.loads(pickle.dumps(c))):
         assert c2[0]._dense_buf is c2[0].packed.buffer
         assert torch.equal(c2(x), c(x))
+
+
+def test_conv2d_u8_layouts_agree_and_bad_layout_is_an_error():
+    from edgepack import _core
+
+    torch.manual_seed(6)
+    q = QuantConv2d.from_float(nn.Conv2d(3, 4, 3), sparse="never")
+    buf = q.linear._dense_buf
+    x = torch.randn(2, 3, 7, 6).to(memory_format=torch.channels_last)
+    nhwc = _core.conv2d_u8(x.permute(0, 2, 3, 1).contiguous().numpy(), buf, 3, 3, 1, 1, 1, 1,
+                           True)
+    nchw = _core.conv2d_u8(x.numpy(), buf, 3, 3, 1, 1, 1, 1, True, True)
+    raw = _core.conv2d_u8_raw(x.data_ptr(), 2, 3, 7, 6, buf, 3, 3, 1, 1, 1, 1, True)
+    np.testing.assert_array_equal(nchw, nhwc.transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(raw, nchw)
+    with pytest.raises(ValueError, match="channels_last"):
+        _core.conv2d_u8(x.contiguous().numpy(), buf, 3, 3, 1, 1, 1, 1, True, True)
+    with pytest.raises(ValueError, match="K ="):
+        _core.conv2d_u8(x.numpy(), buf, 2, 2, 1, 1, 1, 1, True, True)
+    with pytest.raises(ValueError, match="smaller than the kernel"):
+        _core.conv2d_u8(x[:, :, :2].contiguous(memory_format=torch.channels_last).numpy(), buf,
+                        3, 3, 1, 1, 1, 1, True, True)
+    with pytest.raises(ValueError, match="address"):
+        _core.conv2d_u8_raw(0, 2, 3, 7, 6, buf, 3, 3, 1, 1, 1, 1, True)
+    bad = x.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError):
+        q(bad)

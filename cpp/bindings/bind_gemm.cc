@@ -215,15 +215,48 @@ py::array linear_u8(const py::array& a, const py::array& buf, const py::array& r
 // "uint8", False, True)), im2col of the uint8 image in (kh, kw, C) column order, then
 // linear_u8_op with the image's (scale, zero point) on each of its rows. Same steps and kernels
 // as the Python composition it replaces (bit-identical), minus the per-call Python overhead,
-// which dominates at batch 1. Returns float32 [N, OH, OW, O] (NHWC).
+// which dominates at batch 1. Returns float32 [N, OH, OW, O] (NHWC memory).
+py::array conv2d_u8_core(const float* xp, std::size_t n, std::size_t h, std::size_t w,
+                         std::size_t c, const py::array& buf, int kh, int kw, int sh, int sw,
+                         int dh, int dw, bool relu, bool nchw);
+
+// nchw = true: x is an NCHW-shaped view of NHWC memory (a channels_last torch tensor seen by
+// numpy), and the output is returned the same way, so the caller needs no permutes.
 py::array conv2d_u8(const py::array& x, const py::array& buf, int kh, int kw, int sh, int sw,
-                    int dh, int dw, bool relu) {
+                    int dh, int dw, bool relu, bool nchw) {
+  require_dtype<float>(x, "x", "float32");
+  if (x.ndim() != 4) throw py::value_error("x must be 4-D");
+  const int ax[4] = {0, nchw ? 2 : 1, nchw ? 3 : 2, nchw ? 1 : 3};  // N, H, W, C axes
+  {  // dense NHWC memory (size-1 axes may have any stride, as in torch)
+    py::ssize_t want = static_cast<py::ssize_t>(sizeof(float));
+    for (int i = 3; i >= 0; --i) {
+      if (x.shape(ax[i]) != 1 && x.strides(ax[i]) != want)
+        throw py::value_error(nchw ? "x must be channels_last (dense NHWC memory)"
+                                   : "x must be C-contiguous NHWC");
+      want *= x.shape(ax[i]);
+    }
+  }
+  return conv2d_u8_core(static_cast<const float*>(x.data()), x.shape(ax[0]), x.shape(ax[1]),
+                        x.shape(ax[2]), x.shape(ax[3]), buf, kh, kw, sh, sw, dh, dw, relu, nchw);
+}
+
+// The same on a raw address (torch's data_ptr(): skips building a numpy view, ~2 us at batch
+// 1) of dense NHWC memory [n, h, w, c]; the caller guarantees the layout and keeps x alive.
+py::array conv2d_u8_raw(std::uintptr_t addr, std::size_t n, std::size_t c, std::size_t h,
+                        std::size_t w, const py::array& buf, int kh, int kw, int sh, int sw,
+                        int dh, int dw, bool relu) {
+  if (addr == 0 || addr % alignof(float) != 0)
+    throw py::value_error("x address must be non-null and float-aligned");
+  return conv2d_u8_core(reinterpret_cast<const float*>(addr), n, h, w, c, buf, kh, kw, sh, sw,
+                        dh, dw, relu, true);
+}
+
+py::array conv2d_u8_core(const float* xp, std::size_t n, std::size_t h, std::size_t w,
+                         std::size_t c, const py::array& buf, int kh, int kw, int sh, int sw,
+                         int dh, int dw, bool relu, bool nchw) {
   const PackedView v = view(buf, false);
-  const float* xp = in_ptr<float>(x, "x", "float32");
-  if (x.ndim() != 4) throw py::value_error("x must be 4-D NHWC [N, H, W, C]");
   if (kh < 1 || kw < 1 || sh < 1 || sw < 1 || dh < 1 || dw < 1)
     throw py::value_error("kernel, stride and dilation must be >= 1");
-  const std::size_t n = x.shape(0), h = x.shape(1), w = x.shape(2), c = x.shape(3);
   const std::size_t taps = static_cast<std::size_t>(kh) * static_cast<std::size_t>(kw);
   if (taps * c != v.k)
     throw py::value_error("kh * kw * C = " + std::to_string(taps * c) +
@@ -236,8 +269,12 @@ py::array conv2d_u8(const py::array& x, const py::array& buf, int kh, int kw, in
   check_outputs(m, v.n);
   float wmax = 0.0f;
   for (std::size_t i = 0; i < v.n; ++i) wmax = std::max(wmax, v.scale[i]);
-  py::array_t<float> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(oh),
-                          static_cast<py::ssize_t>(ow), static_cast<py::ssize_t>(v.n)});
+  const auto sn = static_cast<py::ssize_t>(n), so = static_cast<py::ssize_t>(v.n),
+             sy = static_cast<py::ssize_t>(oh), sx = static_cast<py::ssize_t>(ow);
+  const py::ssize_t f = sizeof(float);
+  py::array_t<float> out =
+      nchw ? py::array_t<float>({sn, so, sy, sx}, {sy * sx * so * f, f, sx * so * f, so * f})
+           : py::array_t<float>({sn, sy, sx, so});
   float* op = out.mutable_data();
   if (m == 0 || v.n == 0) return out;
   std::vector<uint8_t> q(n * img), a(m * v.k);
@@ -335,8 +372,12 @@ void bind_gemm(py::module_& m) {
         py::arg("out_dtype"));
   m.def("linear_u8", &linear_u8, py::arg("a"), py::arg("buf"), py::arg("row_scale"),
         py::arg("row_zero_point"), py::arg("relu"));
+  m.def("conv2d_u8_raw", &conv2d_u8_raw, py::arg("x_addr"), py::arg("n"), py::arg("c"),
+        py::arg("h"), py::arg("w"), py::arg("buf"), py::arg("kh"), py::arg("kw"), py::arg("sh"),
+        py::arg("sw"), py::arg("dh"), py::arg("dw"), py::arg("relu"));
   m.def("conv2d_u8", &conv2d_u8, py::arg("x"), py::arg("buf"), py::arg("kh"), py::arg("kw"),
-        py::arg("sh"), py::arg("sw"), py::arg("dh"), py::arg("dw"), py::arg("relu"));
+        py::arg("sh"), py::arg("sw"), py::arg("dh"), py::arg("dw"), py::arg("relu"),
+        py::arg("nchw") = false);
   m.attr("GEMM_MAX_K") = edgepack::kMaxK;
   m.attr("GEMM_MAX_OUTPUTS") = edgepack::kMaxOutputs;
 }

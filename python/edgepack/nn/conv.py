@@ -180,6 +180,21 @@ class QuantConv2d(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lin = self._modules["linear"]  # skips nn.Module.__getattr__
+        buf = lin._dense_buf
+        if (buf is not None and type(x) is torch.Tensor and x.dtype is torch.float32 and x.is_cpu
+                and not x.requires_grad and x.dim() == 4 and not any(self.pads)
+                and lin.act_scale is None and self.act_granularity == "image"):
+            # hot path (batch 1 is dominated by Python): one native call on the NCHW-shaped
+            # channels_last memory (what this module returns, so conv -> pool -> conv chains
+            # never permute), returning the same kind of view; the kernels of the general path
+            n_, c_, h_, w_ = x.shape
+            (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+            if c_ == self.in_channels and h_ > dh * (kh - 1) and w_ > dw * (kw - 1):
+                if not x.is_contiguous(memory_format=torch.channels_last):
+                    x = x.contiguous(memory_format=torch.channels_last)
+                return torch.from_numpy(_core.conv2d_u8_raw(
+                    x.data_ptr(), n_, c_, h_, w_, buf, kh, kw, sh, sw, dh, dw, lin.relu))
         if not isinstance(x, torch.Tensor) or x.device.type != "cpu" or not x.is_floating_point():
             check_float_input(x, "QuantConv2d")
         batched = x.dim() == 4
