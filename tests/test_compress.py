@@ -176,6 +176,8 @@ def test_quant_embedding_dequantizes_exactly():
     assert max_rel_err(q(idx), emb(idx)) < 0.01
     with pytest.raises(IndexError):
         q(torch.tensor([50]))
+    with pytest.raises(IndexError, match="out of range"):
+        q(torch.tensor([[1, -1]]))
 
 
 def test_module_input_errors():
