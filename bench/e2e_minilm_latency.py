@@ -4,6 +4,11 @@ torch fp32, torch quantize_dynamic (qint8 Linear) and edgepack.compress, measure
 (b) SentenceTransformer.encode of one ~14-token sentence (tokenizer + pooling + normalize).
 
     HF_HUB_OFFLINE=1 PYTHONPATH=python python3 bench/e2e_minilm_latency.py [--threads 1]
+        [--breakdown]
+
+--breakdown also times edgepack's forward with every QuantLinear replaced by a cached zero
+output: the rest (embeddings, attention, LayerNorm, GELU, HF glue) is shared with the torch
+peers, so it bounds what faster Linear kernels can reach.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--reps", type=int, default=9)
     ap.add_argument("--n", type=int, default=20)
+    ap.add_argument("--breakdown", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     edgepack.set_num_threads(args.threads)
@@ -78,6 +84,37 @@ def main() -> None:
                 f"{k} {v / 1e3:.2f} ms" for k, v in med.items())
                   + f" | edgepack vs fp32 {med['torch fp32'] / e:.2f}x, "
                   f"vs qdyn {med['torch qdyn int8'] / e:.2f}x")
+
+        if args.breakdown:
+            breakdown(models, fwd, args)
+
+
+def breakdown(models: dict[str, Any], fwd: Callable[[Any], Callable[[], object]],
+              args: argparse.Namespace) -> None:
+    from edgepack.nn import QuantLinear
+
+    real = QuantLinear.forward
+    cache: dict[tuple[Any, ...], torch.Tensor] = {}
+
+    def no_gemm(self: QuantLinear, x: torch.Tensor) -> torch.Tensor:
+        key = (tuple(x.shape), self.out_features)
+        if key not in cache:
+            cache[key] = torch.zeros(*x.shape[:-1], self.out_features)
+        return cache[key]
+
+    f = fwd(models["edgepack"])
+    t: dict[str, list[float]] = {"with": [], "without": []}
+    try:
+        for _ in range(args.reps):
+            QuantLinear.forward = real  # type: ignore[method-assign]
+            t["with"].append(_block(f, args.n))
+            QuantLinear.forward = no_gemm  # type: ignore[method-assign]
+            t["without"].append(_block(f, args.n))
+    finally:
+        QuantLinear.forward = real  # type: ignore[method-assign]
+    w, wo = statistics.median(t["with"]), statistics.median(t["without"])
+    print(f"breakdown: edgepack forward {w / 1e3:.2f} ms = QuantLinear layers {(w - wo) / 1e3:.2f}"
+          f" ms + everything else (torch ops, HF glue) {wo / 1e3:.2f} ms")
 
 
 if __name__ == "__main__":
