@@ -180,7 +180,7 @@ class QuantConv2d(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lin = self._modules["linear"]  # skips nn.Module.__getattr__
+        lin: QuantLinear = self._modules["linear"]  # type: ignore[assignment]  # no __getattr__
         buf = lin._dense_buf
         if (buf is not None and type(x) is torch.Tensor and x.dtype is torch.float32 and x.is_cpu
                 and not x.requires_grad and x.dim() == 4 and not any(self.pads)

@@ -43,8 +43,10 @@ class QuantEmbedding(nn.Module):
         # and their host syncs cost more than the lookup.
         try:
             bufs = self._buffers  # skips nn.Module.__getattr__ (a few us at batch 1)
-            rows = F.embedding(idx, bufs["weight_q"].view(torch.uint8)).view(torch.int8)
-            scale = F.embedding(idx, bufs["weight_scale"].unsqueeze(1))
+            w_q, w_s = bufs["weight_q"], bufs["weight_scale"]
+            assert w_q is not None and w_s is not None
+            rows = F.embedding(idx, w_q.view(torch.uint8)).view(torch.int8)
+            scale = F.embedding(idx, w_s.unsqueeze(1))
         except IndexError:
             raise IndexError(
                 f"QuantEmbedding: index out of range [0, {self.num_embeddings})") from None

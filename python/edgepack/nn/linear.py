@@ -143,8 +143,8 @@ class QuantLinear(nn.Module):
             if xn.ndim == 2 and xn.shape[1] == k and xn.shape[0]:
                 return torch.from_numpy(_core.linear_int8(xn, buf, self.relu))
             if xn.ndim > 2 and xn.shape[-1] == k and xn.size:
-                y = _core.linear_int8(xn.reshape(-1, k), buf, self.relu)
-                return torch.from_numpy(y.reshape(*xn.shape[:-1], self.out_features))
+                yn = _core.linear_int8(xn.reshape(-1, k), buf, self.relu)
+                return torch.from_numpy(yn.reshape(*xn.shape[:-1], self.out_features))
         if not isinstance(x, torch.Tensor) or x.device.type != "cpu" or not x.is_floating_point():
             check_float_input(x, "QuantLinear")
         k = self.in_features
