@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from . import _core
+from .distill import distill  # the function shadows the subpackage attribute
 from .kernels import choose_qparams, dequantize, quantize, quantize_dynamic
+from .quantize.qat import convert_qat, prepare_qat, strip_qat
 
 __version__ = "0.1.0"
 
@@ -40,10 +42,14 @@ def get_num_threads() -> int:
 
 __all__ = [
     "choose_qparams",
+    "convert_qat",
     "cpu_info",
     "dequantize",
+    "distill",
     "get_num_threads",
+    "prepare_qat",
     "quantize",
     "quantize_dynamic",
     "set_num_threads",
+    "strip_qat",
 ]

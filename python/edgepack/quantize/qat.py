@@ -7,7 +7,8 @@ native dynamic int8 path (see edgepack.reference.linear_int8_ref):
                w_scale[n] = float32(max_k |w[n, k]| / 127)   (in float64, 0 -> 1)
                w_q = rint(clamp(w * float32(1 / w_scale), -128, 127))
   activations  per row, uint8 asymmetric (dynamic_quant_rows_ref):
-               a_scale[m] = float32((max(row, 0) - min(row, 0)) / 255), a_zp[m] = clip(-rint(lo / s))
+               a_scale[m] = float32((max(row, 0) - min(row, 0)) / 255)
+               a_zp[m] = clip(-rint(min(row, 0) / a_scale[m]), 0, 255)
                a_c = rint(clamp(x * float32(1 / a_scale), -a_zp, 255 - a_zp))   (= a - a_zp)
   product      y = (a_c @ w_q.T) * float32(a_scale[m] * w_scale[n]) + bias
 
@@ -15,7 +16,8 @@ The integer product is computed in float32 on integer-valued tensors, which is e
 partial sums stay below 2**24 (K * 255 * 128 < 2**24, i.e. K <= 513); beyond that it differs from
 the int32 kernel only by float32 rounding of the accumulation.
 
-Rounding uses a straight-through estimator: d rint(v)/dv = 1 inside the clamp range, 0 outside,
+Rounding uses a straight-through estimator: d rint(clamp(v))/dv = 1 (the clamp range is the
+row's own min/max, so it trims only float32 rounding and must not block the largest value),
 and the scales are treated as constants (they are recomputed from the data every step, as the
 dynamic kernels do at inference).
 
