@@ -1,5 +1,6 @@
 #include "common.h"
 #include "edgepack/cpu.h"
+#include "edgepack/gemm.h"
 #include "edgepack/parallel.h"
 #include "edgepack/quant.h"
 
@@ -51,6 +52,10 @@ void bind_cpu(py::module_& m) {
     quant["available"] = isa_names(edgepack::quant_kernel_list());
     quant["selected"] = edgepack::isa_name(edgepack::quant_kernels().isa);
     d["quant"] = quant;
+    py::dict gemm;
+    gemm["available"] = isa_names(edgepack::gemm_kernel_list());
+    gemm["selected"] = edgepack::isa_name(edgepack::gemm_kernels().isa);
+    d["gemm"] = gemm;
     return d;
   });
   m.def("get_num_threads", &edgepack::get_num_threads);

@@ -12,4 +12,5 @@ PYBIND11_MODULE(_core, m) {
   }
   edgepack_py::bind_cpu(m);
   edgepack_py::bind_quant(m);
+  edgepack_py::bind_gemm(m);
 }

@@ -38,6 +38,15 @@ const QuantKernels& quant_kernels() {
 const std::vector<GemmKernels>& gemm_kernel_list() {
   static const std::vector<GemmKernels> list{
       gemm_kernels_ref(),
+#if defined(EDGEPACK_ARCH_X86)
+      gemm_kernels_avx2(),
+      gemm_kernels_avx512vnni(),
+#endif
+#if defined(EDGEPACK_ARCH_ARM)
+      gemm_kernels_neon(),
+      gemm_kernels_neondot(),
+      gemm_kernels_i8mm(),
+#endif
   };
   return list;
 }

@@ -16,5 +16,14 @@ QuantKernels quant_kernels_neon();
 
 GemmKernels gemm_kernels_ref();
 // Per-ISA GEMM tables: declare each here, guarded by EDGEPACK_ARCH_X86 / EDGEPACK_ARCH_ARM.
+#if defined(EDGEPACK_ARCH_X86)
+GemmKernels gemm_kernels_avx2();
+GemmKernels gemm_kernels_avx512vnni();
+#endif
+#if defined(EDGEPACK_ARCH_ARM)
+GemmKernels gemm_kernels_neon();
+GemmKernels gemm_kernels_neondot();
+GemmKernels gemm_kernels_i8mm();
+#endif
 
 }  // namespace edgepack

@@ -6,8 +6,21 @@ from typing import Any
 
 from . import _core
 from .distill import distill  # the function shadows the subpackage attribute
+from .gemm import (
+    PackedLinear,
+    gemm_s32,
+    linear_int8,
+    linear_q,
+    pack_weights,
+    quantize_weights,
+)
+from .io import load, save
 from .kernels import choose_qparams, dequantize, quantize, quantize_dynamic
+from .optimize import optimize
+from .quantize import CompressionConfig
+from .quantize.compress import compress
 from .quantize.qat import convert_qat, prepare_qat, strip_qat
+from .report import report
 
 __version__ = "0.1.0"
 
@@ -41,15 +54,27 @@ def get_num_threads() -> int:
 
 
 __all__ = [
+    "CompressionConfig",
+    "compress",
+    "load",
+    "optimize",
+    "save",
+    "PackedLinear",
     "choose_qparams",
     "convert_qat",
+    "distill",
+    "prepare_qat",
+    "report",
+    "strip_qat",
     "cpu_info",
     "dequantize",
-    "distill",
+    "gemm_s32",
     "get_num_threads",
-    "prepare_qat",
+    "linear_int8",
+    "linear_q",
+    "pack_weights",
     "quantize",
     "quantize_dynamic",
+    "quantize_weights",
     "set_num_threads",
-    "strip_qat",
 ]

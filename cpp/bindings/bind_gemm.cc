@@ -1,0 +1,211 @@
+// Bindings for the int8 GEMM path: packing, validation, gemm_s32 / linear_int8 / linear_q.
+// Every call re-validates the packed header against the buffer (cheap; the checksum is checked
+// when bytes come from outside, in from_bytes), so a bad buffer is a ValueError, never a crash.
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "common.h"
+#include "edgepack/gemm_ops.h"
+
+namespace edgepack_py {
+namespace {
+
+using edgepack::AType;
+using edgepack::PackedView;
+
+PackedView view(const py::array& buf, bool verify) {
+  if (!buf.dtype().is(py::dtype::of<uint8_t>()))
+    throw py::type_error("packed buffer must have dtype uint8, got " +
+                         std::string(py::str(buf.dtype())));
+  require_contiguous(buf, "packed buffer");
+  if (buf.ndim() != 1) throw py::value_error("packed buffer must be 1-D");
+  if (reinterpret_cast<std::uintptr_t>(buf.data()) % 4 != 0)
+    throw py::value_error("packed buffer must be 4-byte aligned");
+  return edgepack::view_packed(static_cast<const uint8_t*>(buf.data()),
+                               static_cast<std::size_t>(buf.size()), verify);
+}
+
+// 2-D activations with K columns: returns M.
+std::size_t check_2d(const py::array& a, const char* name, std::size_t k) {
+  if (a.ndim() != 2) throw py::value_error(std::string(name) + " must be 2-D");
+  require_contiguous(a, name);
+  if (static_cast<std::size_t>(a.shape(1)) != k)
+    throw py::value_error(std::string(name) + " has K = " + std::to_string(a.shape(1)) +
+                          " but the packed weights have K = " + std::to_string(k));
+  return static_cast<std::size_t>(a.shape(0));
+}
+
+void check_outputs(std::size_t m, std::size_t n) {
+  if (n != 0 && m >= edgepack::kMaxOutputs / n)
+    throw py::value_error("M * N = " + std::to_string(m) + " * " + std::to_string(n) +
+                          " outputs exceeds the supported maximum of 2^31");
+}
+
+AType a_type(const py::array& a, const char* name) {
+  if (a.dtype().is(py::dtype::of<uint8_t>())) return AType::kU8;
+  if (a.dtype().is(py::dtype::of<int8_t>())) return AType::kS8;
+  throw py::type_error(std::string(name) + " must have dtype int8 or uint8, got " +
+                       std::string(py::str(a.dtype())));
+}
+
+void check_zp(AType t, int zp, const char* name) {
+  const int lo = t == AType::kS8 ? -128 : 0, hi = t == AType::kS8 ? 127 : 255;
+  if (zp < lo || zp > hi)
+    throw py::value_error(std::string(name) + " " + std::to_string(zp) + " is out of range [" +
+                          std::to_string(lo) + ", " + std::to_string(hi) + "] for " +
+                          (t == AType::kS8 ? "int8" : "uint8") + " input");
+}
+
+void check_scale(float s, const char* name) {
+  if (!std::isfinite(s) || !(s > 0.0f) || !std::isfinite(1.0f / s))
+    throw py::value_error(std::string(name) + " must be finite and > 0, got " + std::to_string(s));
+}
+
+py::array pack(const py::array& w, const py::array& scale, const py::object& bias) {
+  const int8_t* wp = in_ptr<int8_t>(w, "w_q", "int8");
+  if (w.ndim() != 2) throw py::value_error("w_q must be 2-D [N, K]");
+  const std::size_t n = w.shape(0), k = w.shape(1);
+  const float* sp = in_ptr<float>(scale, "scale", "float32");
+  if (static_cast<std::size_t>(scale.size()) != n)
+    throw py::value_error("scale has " + std::to_string(scale.size()) + " entries, expected N = " +
+                          std::to_string(n));
+  for (std::size_t i = 0; i < n; ++i)
+    if (!std::isfinite(sp[i]) || !(sp[i] > 0.0f))
+      throw py::value_error("scale must be finite and > 0, got " + std::to_string(sp[i]) +
+                            " at index " + std::to_string(i));
+  const float* bp = nullptr;
+  py::array barr;
+  if (!bias.is_none()) {
+    barr = bias.cast<py::array>();
+    bp = in_ptr<float>(barr, "bias", "float32");
+    if (static_cast<std::size_t>(barr.size()) != n)
+      throw py::value_error("bias has " + std::to_string(barr.size()) + " entries, expected N = " +
+                            std::to_string(n));
+    for (std::size_t i = 0; i < n; ++i)
+      if (!std::isfinite(bp[i]))
+        throw py::value_error("bias must be finite, got " + std::to_string(bp[i]) + " at index " +
+                              std::to_string(i));
+  }
+  const std::size_t total = edgepack::packed_size(n, k);
+  py::array_t<uint8_t> out(static_cast<py::ssize_t>(total));
+  uint8_t* op = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    edgepack::pack_weights(wp, n, k, k, sp, bp, op);
+  }
+  return out;
+}
+
+py::dict info(const py::array& buf, bool verify) {
+  const PackedView v = view(buf, verify);
+  py::dict d;
+  d["n"] = v.n;
+  d["k"] = v.k;
+  d["kp"] = v.kp;
+  d["np"] = v.np;
+  d["has_bias"] = v.has_bias;
+  d["layout"] = "c4n16";
+  d["version"] = edgepack::kPackedVersion;
+  return d;
+}
+
+py::tuple unpack(const py::array& buf) {
+  const PackedView v = view(buf, false);
+  py::array_t<int8_t> w({static_cast<py::ssize_t>(v.n), static_cast<py::ssize_t>(v.k)});
+  edgepack::unpack_weights(v, w.mutable_data());
+  py::array_t<float> s(static_cast<py::ssize_t>(v.n)), b(static_cast<py::ssize_t>(v.n));
+  for (std::size_t i = 0; i < v.n; ++i) {
+    s.mutable_data()[i] = v.scale[i];
+    b.mutable_data()[i] = v.bias[i];
+  }
+  return py::make_tuple(w, s, v.has_bias ? py::object(b) : py::object(py::none()));
+}
+
+py::array gemm_s32(const py::array& a, const py::array& buf, int a_zp) {
+  const PackedView v = view(buf, false);
+  const AType t = a_type(a, "a");
+  const std::size_t m = check_2d(a, "a", v.k);
+  check_zp(t, a_zp, "a_zero_point");
+  check_outputs(m, v.n);
+  py::array_t<int32_t> out({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(v.n)});
+  int32_t* op = out.mutable_data();
+  const void* ap = a.data();
+  {
+    py::gil_scoped_release nogil;
+    edgepack::gemm_s32_op(edgepack::gemm_kernels(), v, ap, t, m, v.k, a_zp, op);
+  }
+  return out;
+}
+
+py::array linear_int8(const py::array& x, const py::array& buf, bool relu) {
+  const PackedView v = view(buf, false);
+  const float* xp = in_ptr<float>(x, "x", "float32");
+  const std::size_t m = check_2d(x, "x", v.k);
+  check_outputs(m, v.n);
+  py::array_t<float> out({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(v.n)});
+  float* op = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    edgepack::linear_int8_op(edgepack::gemm_kernels(), edgepack::quant_kernels(), v, xp, m, v.k,
+                             relu, op);
+  }
+  return out;
+}
+
+py::array linear_q(const py::array& a, const py::array& buf, float a_scale, int a_zp,
+                   float out_scale, int out_zp, bool relu, const std::string& out_dtype) {
+  const PackedView v = view(buf, false);
+  const AType t = a_type(a, "a_q");
+  const std::size_t m = check_2d(a, "a_q", v.k);
+  check_zp(t, a_zp, "a_zero_point");
+  check_scale(a_scale, "a_scale");
+  check_scale(out_scale, "out_scale");
+  edgepack::QDType od;
+  if (out_dtype == "int8")
+    od = edgepack::QDType::kInt8;
+  else if (out_dtype == "uint8")
+    od = edgepack::QDType::kUInt8;
+  else
+    throw py::value_error("out_dtype must be 'int8' or 'uint8', got '" + out_dtype + "'");
+  if (out_zp < edgepack::qmin_of(od) || out_zp > edgepack::qmax_of(od))
+    throw py::value_error("out_zero_point " + std::to_string(out_zp) + " is out of range for " +
+                          out_dtype);
+  // float(acc) * (a_scale * w_scale) must stay free of inf * 0 = NaN: require finite products.
+  for (std::size_t i = 0; i < v.n; ++i)
+    if (!std::isfinite(a_scale * v.scale[i]))
+      throw py::value_error("a_scale * weight scale overflows float32");
+  check_outputs(m, v.n);
+  py::array out = od == edgepack::QDType::kInt8
+                      ? py::array(py::dtype::of<int8_t>(), std::vector<py::ssize_t>{
+                                                               static_cast<py::ssize_t>(m),
+                                                               static_cast<py::ssize_t>(v.n)})
+                      : py::array(py::dtype::of<uint8_t>(), std::vector<py::ssize_t>{
+                                                                static_cast<py::ssize_t>(m),
+                                                                static_cast<py::ssize_t>(v.n)});
+  void* op = out.mutable_data();
+  const void* ap = a.data();
+  {
+    py::gil_scoped_release nogil;
+    edgepack::linear_q_op(edgepack::gemm_kernels(), v, ap, t, m, v.k, a_scale, a_zp, out_scale,
+                          out_zp, od, relu, op);
+  }
+  return out;
+}
+
+}  // namespace
+
+void bind_gemm(py::module_& m) {
+  m.def("gemm_pack", &pack, py::arg("w_q"), py::arg("scale"), py::arg("bias"));
+  m.def("gemm_packed_info", &info, py::arg("buf"), py::arg("verify_checksum"));
+  m.def("gemm_unpack", &unpack, py::arg("buf"));
+  m.def("gemm_s32", &gemm_s32, py::arg("a"), py::arg("buf"), py::arg("a_zero_point"));
+  m.def("linear_int8", &linear_int8, py::arg("x"), py::arg("buf"), py::arg("relu"));
+  m.def("linear_q", &linear_q, py::arg("a_q"), py::arg("buf"), py::arg("a_scale"),
+        py::arg("a_zero_point"), py::arg("out_scale"), py::arg("out_zero_point"), py::arg("relu"),
+        py::arg("out_dtype"));
+  m.attr("GEMM_MAX_K") = edgepack::kMaxK;
+  m.attr("GEMM_MAX_OUTPUTS") = edgepack::kMaxOutputs;
+}
+
+}  // namespace edgepack_py

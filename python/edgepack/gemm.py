@@ -1,0 +1,286 @@
+"""The int8 GEMM inference path: packed weights and the exact int8 linear operations.
+
+Weights are packed once (`pack_weights`) into the layout every micro-kernel reads ("c4n16": 16
+output channels x 4 k per 64-byte group; the same bytes run on AVX2, AVX-512 VNNI, NEON,
+dotprod and i8mm, so nothing is re-packed across machines). The operations equal the numpy
+specs in `edgepack.reference` bit for bit, on every ISA and for any thread count:
+
+- `gemm_s32(a, packed, a_zero_point=z)`: int32 (a - z) @ w.T, int8 or uint8 `a`.
+- `linear_int8(x, packed)`: dynamic int8 linear; per-row uint8 asymmetric activation
+  quantization (as `quantize_dynamic(x, dtype='uint8', per_row=True, symmetric=False)`), exact
+  integer GEMM, y = float(acc) * float32(a_scale[m] * w_scale[n]) + bias, optional ReLU.
+- `linear_q(...)`: static all-integer linear, requantized like `edgepack.quantize`.
+
+Exactness bound: K <= 65536 (|a - zp| <= 255, |w| <= 128, so the int32 sum cannot overflow).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._arrays import ArrayLike, is_torch, like, to_numpy
+from .kernels import choose_qparams, quantize
+
+MAX_K: int = int(_core.GEMM_MAX_K)
+LAYOUT = "c4n16"
+
+_QINT = (np.int8, np.uint8)
+
+
+class PackedLinear:
+    """Packed int8 weights [N, K] with per-output-channel scales and optional bias.
+
+    Holds one self-describing byte buffer (versioned header + column sums, scales, bias and the
+    weight panels). Create with `pack_weights` or `PackedLinear.from_bytes`.
+    """
+
+    __slots__ = ("_buf", "_n", "_k", "_has_bias")
+
+    def __init__(self, buf: np.ndarray, *, _verify: bool = True) -> None:
+        if not isinstance(buf, np.ndarray) or buf.dtype != np.uint8 or buf.ndim != 1:
+            raise TypeError(
+                "PackedLinear wraps a 1-D uint8 buffer; use pack_weights() or from_bytes()"
+            )
+        try:
+            info = _core.gemm_packed_info(buf, _verify)
+        except ValueError as e:
+            raise ValueError(str(e)) from None
+        buf.flags.writeable = False
+        self._buf = buf
+        self._n = int(info["n"])
+        self._k = int(info["k"])
+        self._has_bias = bool(info["has_bias"])
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(N, K): output features, input features (like the weight of nn.Linear)."""
+        return (self._n, self._k)
+
+    @property
+    def out_features(self) -> int:
+        return self._n
+
+    @property
+    def in_features(self) -> int:
+        return self._k
+
+    @property
+    def has_bias(self) -> bool:
+        return self._has_bias
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the packed buffer in bytes (header, sums, scales, bias, panels)."""
+        return int(self._buf.nbytes)
+
+    @property
+    def layout(self) -> str:
+        return LAYOUT
+
+    @property
+    def buffer(self) -> np.ndarray:
+        """The packed bytes as a read-only uint8 array (no copy)."""
+        return self._buf
+
+    def to_bytes(self) -> bytes:
+        return self._buf.tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes | bytearray | memoryview | np.ndarray) -> PackedLinear:
+        """Rebuild from `to_bytes()` output; the header and checksum are verified first.
+
+        A truncated, corrupted or foreign buffer raises ValueError.
+        """
+        if isinstance(data, np.ndarray):
+            if data.dtype != np.uint8:
+                raise TypeError(f"data must be bytes or a uint8 array, got dtype {data.dtype}")
+            raw = data.reshape(-1)
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            raw = np.frombuffer(data, dtype=np.uint8)
+        else:
+            raise TypeError(f"data must be bytes-like, got {type(data).__name__}")
+        buf = np.empty(raw.size, dtype=np.uint8)  # own, aligned copy
+        buf[:] = raw
+        return cls(buf, _verify=True)
+
+    def unpack(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(w_q int8 [N, K], scale float32 [N], bias float32 [N] or None)."""
+        w, s, b = _core.gemm_unpack(self._buf)
+        return w, s, b
+
+    def __getstate__(self) -> bytes:
+        return self.to_bytes()
+
+    def __setstate__(self, state: bytes) -> None:
+        other = PackedLinear.from_bytes(state)
+        self._buf, self._n, self._k, self._has_bias = (
+            other._buf,
+            other._n,
+            other._k,
+            other._has_bias,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"PackedLinear(out_features={self._n}, in_features={self._k}, "
+            f"bias={self._has_bias}, layout={LAYOUT!r}, nbytes={self.nbytes})"
+        )
+
+
+def _float_vec(v: Any, name: str, n: int) -> np.ndarray:
+    if is_torch(v):
+        v = v.detach().cpu().numpy()
+    arr = np.asarray(v)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
+    arr = arr.astype(np.float32).reshape(-1)
+    if arr.size == 1 and n != 1:
+        arr = np.repeat(arr, n)
+    if arr.size != n:
+        raise ValueError(f"{name} has {arr.size} entries, expected {n} (one per output channel)")
+    return np.ascontiguousarray(arr)
+
+
+def _check_packed(packed: object) -> PackedLinear:
+    if not isinstance(packed, PackedLinear):
+        raise TypeError(
+            f"packed must be a PackedLinear (from pack_weights), got {type(packed).__name__}"
+        )
+    return packed
+
+
+def _int_arg(v: Any, name: str) -> int:
+    if is_torch(v):
+        v = v.item()
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(v).__name__}")
+    return int(v)
+
+
+def _float_arg(v: Any, name: str) -> float:
+    if is_torch(v):
+        v = v.item()
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a float, got {type(v).__name__}")
+    f = float(np.float32(v))
+    if not np.isfinite(f) or f <= 0.0:
+        raise ValueError(f"{name} must be finite and > 0 in float32, got {v}")
+    return f
+
+
+def _rows(a: np.ndarray, name: str, k: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Collapse leading dims: [..., K] -> ([M, K], leading shape)."""
+    if a.ndim == 0:
+        raise ValueError(f"{name} must have at least one dimension (the last one is K)")
+    if a.shape[-1] != k:
+        raise ValueError(
+            f"{name} has shape {tuple(a.shape)}: last dimension {a.shape[-1]} does not match "
+            f"the packed weights' K = {k}"
+        )
+    lead = tuple(a.shape[:-1])
+    return a.reshape(-1, k), lead
+
+
+def quantize_weights(w: ArrayLike) -> tuple[ArrayLike, ArrayLike]:
+    """Per-output-channel symmetric int8 quantization of a float32 weight [N, K].
+
+    Returns (w_q int8 [N, K], scale float32 [N]) with choose_qparams(axis=0) semantics
+    (scale = max|w_row| / 127, zero point 0). Same array kind out as in.
+    """
+    a = to_numpy(w, "w", (np.float32,))
+    if a.ndim != 2:
+        raise ValueError(f"w must be 2-D [N, K], got shape {tuple(a.shape)}")
+    scale, _ = choose_qparams(a, dtype="int8", symmetric=True, axis=0)
+    q = quantize(a, scale, 0, axis=0, dtype="int8")
+    return like(np.asarray(q), w), like(np.asarray(scale, dtype=np.float32), w)
+
+
+def pack_weights(w_q: ArrayLike, scale: Any, *, bias: Any = None) -> PackedLinear:
+    """Pack int8 weights [N, K] (per-output-channel scales, symmetric) for the GEMM kernels.
+
+    scale: float32 [N] (or one value for all channels), finite and > 0; bias: float [N] or None.
+    """
+    w = to_numpy(w_q, "w_q", (np.int8,))
+    if w.ndim != 2:
+        raise ValueError(f"w_q must be 2-D [N, K], got shape {tuple(w.shape)}")
+    n, k = w.shape
+    if n == 0 or k == 0:
+        raise ValueError(f"w_q must be non-empty, got shape {tuple(w.shape)}")
+    if k > MAX_K:
+        raise ValueError(f"K = {k} exceeds {MAX_K}, the bound that keeps int32 accumulation exact")
+    s = _float_vec(scale, "scale", n)
+    if not np.all(np.isfinite(s)) or not np.all(s > 0):
+        raise ValueError("scale must be finite and > 0 for every output channel")
+    b = None
+    if bias is not None:
+        b = _float_vec(bias, "bias", n)
+        if not np.all(np.isfinite(b)):
+            raise ValueError("bias must be finite")
+    return PackedLinear(_core.gemm_pack(w, s, b), _verify=False)
+
+
+def gemm_s32(a: ArrayLike, packed: PackedLinear, *, a_zero_point: int = 0) -> ArrayLike:
+    """int32 [..., N] = (a - a_zero_point) @ w.T exactly, for int8 or uint8 `a` [..., K]."""
+    p = _check_packed(packed)
+    arr = to_numpy(a, "a", _QINT)
+    zp = _int_arg(a_zero_point, "a_zero_point")
+    a2, lead = _rows(arr, "a", p.in_features)
+    out = _core.gemm_s32(a2, p.buffer, zp)
+    return like(out.reshape(*lead, p.out_features), a)
+
+
+def linear_int8(x: ArrayLike, packed: PackedLinear, *, relu: bool = False) -> ArrayLike:
+    """Dynamic int8 linear layer: float32 x [..., K] -> float32 [..., N] (see module docs).
+
+    Raises ValueError if x holds NaN or inf.
+    """
+    p = _check_packed(packed)
+    arr = to_numpy(x, "x", (np.float32,))
+    x2, lead = _rows(arr, "x", p.in_features)
+    out = _core.linear_int8(x2, p.buffer, bool(relu))
+    return like(out.reshape(*lead, p.out_features), x)
+
+
+def linear_q(
+    a_q: ArrayLike,
+    a_scale: float,
+    a_zero_point: int,
+    packed: PackedLinear,
+    out_scale: float,
+    out_zero_point: int,
+    *,
+    relu: bool = False,
+    out_dtype: str = "int8",
+) -> ArrayLike:
+    """Static int8 linear: int8/uint8 a_q [..., K] (per-tensor a_scale, a_zero_point) ->
+    int8/uint8 [..., N] requantized with (out_scale, out_zero_point)."""
+    p = _check_packed(packed)
+    arr = to_numpy(a_q, "a_q", _QINT)
+    if out_dtype not in ("int8", "uint8"):
+        raise ValueError(f"out_dtype must be 'int8' or 'uint8', got {out_dtype!r}")
+    a2, lead = _rows(arr, "a_q", p.in_features)
+    out = _core.linear_q(
+        a2,
+        p.buffer,
+        _float_arg(a_scale, "a_scale"),
+        _int_arg(a_zero_point, "a_zero_point"),
+        _float_arg(out_scale, "out_scale"),
+        _int_arg(out_zero_point, "out_zero_point"),
+        bool(relu),
+        out_dtype,
+    )
+    return like(out.reshape(*lead, p.out_features), a_q)
+
+
+__all__ = [
+    "MAX_K",
+    "PackedLinear",
+    "gemm_s32",
+    "linear_int8",
+    "linear_q",
+    "pack_weights",
+    "quantize_weights",
+]

@@ -1,0 +1,706 @@
+"""edgepack.save / edgepack.load: one self-contained file, no pickle, no original class needed.
+
+Layout (little endian):
+    0   8   magic b"EDGEPACK"
+    8   4   u32 format version (1)
+    12  4   u32 reserved (0)
+    16  8   u64 header length H
+    24  32  sha256 of the header bytes
+    56  H   header: UTF-8 JSON {"version", "model": <module tree>, "sections": [...], "data_nbytes"}
+    ..      zero padding to a multiple of 64, then the data region: sections, each 64-aligned,
+            zero-padded; the file ends exactly at the data region's end.
+A section is {"offset", "nbytes", "dtype", "shape", "sha256"} (offset relative to the data
+region). Packed weights are a "bytes" section holding PackedLinear.to_bytes().
+
+The module tree is JSON: {"type": <allow-listed type>, ...constructor fields..., "children":
+[[name, tree], ...]} for containers, and for a model whose forward is not a plain composition an
+"fx" node: the torch.fx graph of the model as a list of nodes whose call_function / call_method
+targets come from an allow-list, plus the tree of the modules it calls. load() rebuilds plain
+torch / edgepack.nn modules (an fx.GraphModule for fx graphs) computing the same outputs.
+
+Every problem with a file (truncated, bit flips, tampered header, unknown types, shapes that do
+not match) raises ValueError.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import operator
+import os
+import re
+import struct
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from .nn import QuantConv2d, QuantEmbedding, QuantLinear, _backend
+
+MAGIC = b"EDGEPACK"
+VERSION = 1
+_PRE = struct.Struct("<8sIIQ32s")  # magic, version, reserved, header length, header sha256
+ALIGN = 64
+MAX_HEADER = 64 << 20
+_DTYPES: dict[str, tuple[np.dtype[Any], torch.dtype]] = {
+    "float32": (np.dtype("<f4"), torch.float32),
+    "float64": (np.dtype("<f8"), torch.float64),
+    "float16": (np.dtype("<f2"), torch.float16),
+    "int8": (np.dtype("i1"), torch.int8),
+    "uint8": (np.dtype("u1"), torch.uint8),
+    "int32": (np.dtype("<i4"), torch.int32),
+    "int64": (np.dtype("<i8"), torch.int64),
+    "bool": (np.dtype("?"), torch.bool),
+}
+_TORCH2NAME = {t: n for n, (_, t) in _DTYPES.items()}
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_CHILD = re.compile(r"^[A-Za-z0-9_]+$")
+_PATH = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
+
+
+class FormatError(ValueError):
+    """The file is not a valid edgepack artifact."""
+
+
+def _fail(msg: str) -> FormatError:
+    return FormatError(f"invalid edgepack file: {msg}")
+
+
+# ---------------------------------------------------------------------------------------------
+# byte sections
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.sections: list[dict[str, Any]] = []
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def add_bytes(self, data: bytes, dtype: str = "bytes", shape: list[int] | None = None) -> int:
+        pad = (-self.size) % ALIGN
+        if pad:
+            self.chunks.append(b"\0" * pad)
+            self.size += pad
+        self.sections.append({"offset": self.size, "nbytes": len(data), "dtype": dtype,
+                              "shape": shape if shape is not None else [len(data)],
+                              "sha256": hashlib.sha256(data).hexdigest()})
+        self.chunks.append(data)
+        self.size += len(data)
+        return len(self.sections) - 1
+
+    def add_tensor(self, t: torch.Tensor) -> int:
+        t = t.detach().cpu().contiguous()
+        if t.dtype not in _TORCH2NAME:
+            raise TypeError(f"cannot save a tensor of dtype {t.dtype}")
+        name = _TORCH2NAME[t.dtype]
+        arr = t.numpy().astype(_DTYPES[name][0], copy=False)
+        return self.add_bytes(arr.tobytes(), name, list(t.shape))
+
+
+class _Reader:
+    def __init__(self, data: memoryview, sections: list[dict[str, Any]]) -> None:
+        self.data = data
+        self.sections = sections
+        self.used: set[int] = set()
+
+    def _sec(self, idx: object) -> dict[str, Any]:
+        if not isinstance(idx, int) or isinstance(idx, bool) or not 0 <= idx < len(self.sections):
+            raise _fail(f"bad section reference {idx!r}")
+        self.used.add(idx)
+        return self.sections[idx]
+
+    def raw(self, idx: object) -> bytes:
+        s = self._sec(idx)
+        if s["dtype"] != "bytes":
+            raise _fail(f"section {idx} is not a byte section")
+        return bytes(self.data[s["offset"]: s["offset"] + s["nbytes"]])
+
+    def tensor(self, idx: object, shape: tuple[int, ...] | None = None,
+               dtype: torch.dtype | None = None) -> torch.Tensor:
+        s = self._sec(idx)
+        if s["dtype"] not in _DTYPES:
+            raise _fail(f"section {idx} has no tensor dtype")
+        npd, td = _DTYPES[s["dtype"]]
+        if dtype is not None and td != dtype:
+            raise _fail(f"section {idx} has dtype {s['dtype']}, expected {dtype}")
+        shp = tuple(s["shape"])
+        if shape is not None and shp != tuple(shape):
+            raise _fail(f"section {idx} has shape {shp}, expected {tuple(shape)}")
+        arr = np.frombuffer(self.data[s["offset"]: s["offset"] + s["nbytes"]], dtype=npd)
+        return torch.from_numpy(arr.reshape(shp).copy())
+
+
+def _validate_sections(sections: object, data_nbytes: int) -> list[dict[str, Any]]:
+    if not isinstance(sections, list):
+        raise _fail("'sections' must be a list")
+    out = []
+    for i, s in enumerate(sections):
+        if not isinstance(s, dict):
+            raise _fail(f"section {i} is not an object")
+        off, nb, dt, shp, h = (s.get(k) for k in ("offset", "nbytes", "dtype", "shape", "sha256"))
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (off, nb)):
+            raise _fail(f"section {i}: bad offset/nbytes")
+        assert isinstance(off, int) and isinstance(nb, int)
+        if off % ALIGN or off + nb > data_nbytes:
+            raise _fail(f"section {i} lies outside the data region")
+        if dt != "bytes" and dt not in _DTYPES:
+            raise _fail(f"section {i}: unknown dtype {dt!r}")
+        if not isinstance(shp, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shp
+        ):
+            raise _fail(f"section {i}: bad shape")
+        item = 1 if dt == "bytes" else _DTYPES[str(dt)][0].itemsize
+        if int(np.prod(shp, dtype=np.int64)) * item != nb or (dt == "bytes" and len(shp) != 1):
+            raise _fail(f"section {i}: shape {shp} does not match {nb} bytes")
+        if not isinstance(h, str) or not re.fullmatch(r"[0-9a-f]{64}", h):
+            raise _fail(f"section {i}: bad checksum field")
+        out.append({"offset": off, "nbytes": nb, "dtype": dt, "shape": shp, "sha256": h})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# module codecs: plain modules are rebuilt from constructor fields read off the module
+
+
+def _j(v: Any) -> Any:
+    """Constructor field -> JSON (tuples become lists)."""
+    if isinstance(v, (tuple, list)):
+        return [_j(x) for x in v]
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    raise TypeError(f"cannot store {type(v).__name__} in the module tree")
+
+
+def _t(v: Any) -> Any:
+    """JSON -> constructor field (lists become tuples)."""
+    return tuple(_t(x) for x in v) if isinstance(v, list) else v
+
+
+# type name -> (class, constructor fields); the state (if any) is the module's state_dict
+_SIMPLE: dict[str, tuple[type[nn.Module], tuple[str, ...]]] = {
+    "Identity": (nn.Identity, ()),
+    "ReLU": (nn.ReLU, ()),
+    "ReLU6": (nn.ReLU6, ()),
+    "GELU": (nn.GELU, ("approximate",)),
+    "SiLU": (nn.SiLU, ()),
+    "Sigmoid": (nn.Sigmoid, ()),
+    "Tanh": (nn.Tanh, ()),
+    "Hardswish": (nn.Hardswish, ()),
+    "Hardsigmoid": (nn.Hardsigmoid, ()),
+    "LeakyReLU": (nn.LeakyReLU, ("negative_slope",)),
+    "ELU": (nn.ELU, ("alpha",)),
+    "Softmax": (nn.Softmax, ("dim",)),
+    "LogSoftmax": (nn.LogSoftmax, ("dim",)),
+    "Flatten": (nn.Flatten, ("start_dim", "end_dim")),
+    "Unflatten": (nn.Unflatten, ("dim", "unflattened_size")),
+    "Dropout": (nn.Dropout, ("p",)),
+    "MaxPool1d": (nn.MaxPool1d, ("kernel_size", "stride", "padding", "dilation", "ceil_mode")),
+    "MaxPool2d": (nn.MaxPool2d, ("kernel_size", "stride", "padding", "dilation", "ceil_mode")),
+    "AvgPool1d": (nn.AvgPool1d, ("kernel_size", "stride", "padding", "ceil_mode",
+                                 "count_include_pad")),
+    "AvgPool2d": (nn.AvgPool2d, ("kernel_size", "stride", "padding", "ceil_mode",
+                                 "count_include_pad", "divisor_override")),
+    "AdaptiveAvgPool1d": (nn.AdaptiveAvgPool1d, ("output_size",)),
+    "AdaptiveAvgPool2d": (nn.AdaptiveAvgPool2d, ("output_size",)),
+    "AdaptiveMaxPool2d": (nn.AdaptiveMaxPool2d, ("output_size",)),
+    "Linear": (nn.Linear, ("in_features", "out_features")),
+    "Conv1d": (nn.Conv1d, ("in_channels", "out_channels", "kernel_size", "stride", "padding",
+                           "dilation", "groups", "padding_mode")),
+    "Conv2d": (nn.Conv2d, ("in_channels", "out_channels", "kernel_size", "stride", "padding",
+                           "dilation", "groups", "padding_mode")),
+    "Embedding": (nn.Embedding, ("num_embeddings", "embedding_dim", "padding_idx")),
+    "BatchNorm1d": (nn.BatchNorm1d, ("num_features", "eps", "momentum", "affine",
+                                     "track_running_stats")),
+    "BatchNorm2d": (nn.BatchNorm2d, ("num_features", "eps", "momentum", "affine",
+                                     "track_running_stats")),
+    "LayerNorm": (nn.LayerNorm, ("normalized_shape", "eps", "elementwise_affine")),
+    "PReLU": (nn.PReLU, ("num_parameters",)),
+}
+_HAS_BIAS = {"Linear", "Conv1d", "Conv2d", "LayerNorm"}
+_CONTAINERS: dict[str, type[nn.Module]] = {
+    "Sequential": nn.Sequential, "ModuleList": nn.ModuleList, "ModuleDict": nn.ModuleDict,
+}
+_QUANT = ("QuantLinear", "QuantConv2d", "QuantEmbedding")
+
+
+def _type_name(m: nn.Module) -> str | None:
+    for name, (cls, _) in _SIMPLE.items():
+        if type(m) is cls:
+            return name
+    for name, cls in _CONTAINERS.items():
+        if type(m) is cls:
+            return name
+    if type(m) in (QuantLinear, QuantConv2d, QuantEmbedding):
+        return type(m).__name__
+    return None
+
+
+def _effective_state(m: nn.Module) -> dict[str, torch.Tensor]:
+    """state_dict with pruning reparametrizations resolved to the masked tensors."""
+    sd = {k: v for k, v in m.state_dict(keep_vars=False).items() if "." not in k}
+    for k in list(sd):
+        if k.endswith("_orig") and k[:-5] + "_mask" in sd:
+            base = k[:-5]
+            sd[base] = getattr(m, base).detach()
+            del sd[k], sd[base + "_mask"]
+    return sd
+
+
+def _enc_quant_linear(m: QuantLinear, w: _Writer) -> dict[str, Any]:
+    return {"in_features": m.in_features, "out_features": m.out_features, "relu": m.relu,
+            "packed_kind": m.packed_kind,
+            "packed": w.add_bytes(_backend.packed_to_bytes(m.packed)),
+            "weight_scale": w.add_tensor(m.weight_scale),
+            "bias": None if m.bias is None else w.add_tensor(m.bias),
+            "act_scale": m.act_scale, "act_zero_point": m.act_zero_point}
+
+
+def _encode(m: nn.Module, w: _Writer, fx_leaves_only: bool = False) -> dict[str, Any]:
+    tn = _type_name(m)
+    if tn is None:
+        raise TypeError(f"module type {type(m).__name__} cannot be stored")
+    if tn in _CONTAINERS:
+        return {"type": tn, "children": [[n, _encode(c, w)] for n, c in m.named_children()]}
+    if tn == "QuantLinear":
+        assert isinstance(m, QuantLinear)
+        return {"type": tn, **_enc_quant_linear(m, w)}
+    if tn == "QuantConv2d":
+        assert isinstance(m, QuantConv2d)
+        return {"type": tn, "in_channels": m.in_channels, "out_channels": m.out_channels,
+                "kernel_size": list(m.kernel_size), "stride": list(m.stride),
+                "pads": list(m.pads), "dilation": list(m.dilation),
+                "padding_mode": m.padding_mode, "linear": _enc_quant_linear(m.linear, w)}
+    if tn == "QuantEmbedding":
+        assert isinstance(m, QuantEmbedding)
+        return {"type": tn, "padding_idx": m.padding_idx,
+                "weight_q": w.add_tensor(m.weight_q), "weight_scale": w.add_tensor(m.weight_scale)}
+    _, fields = _SIMPLE[tn]
+    d: dict[str, Any] = {"type": tn, "args": {f: _j(getattr(m, f)) for f in fields}}
+    if tn in _HAS_BIAS:
+        d["args"]["bias"] = getattr(m, "bias", None) is not None
+    state = _effective_state(m)
+    if state:
+        d["state"] = {k: w.add_tensor(v) for k, v in state.items()}
+    if list(m.children()):
+        raise TypeError(f"{tn} with child modules cannot be stored")
+    return d
+
+
+def _get(d: dict[str, Any], key: str, kind: type | tuple[type, ...], opt: bool = False) -> Any:
+    v = d.get(key)
+    if v is None and opt:
+        return None
+    if not isinstance(v, kind) or (isinstance(v, bool) and bool not in (
+            kind if isinstance(kind, tuple) else (kind,))):
+        raise _fail(f"field {key!r} of {d.get('type')!r} is missing or has the wrong type")
+    return v
+
+
+def _dec_quant_linear(d: dict[str, Any], r: _Reader) -> QuantLinear:
+    k = _get(d, "in_features", int)
+    n = _get(d, "out_features", int)
+    if k <= 0 or n <= 0:
+        raise _fail("QuantLinear features must be positive")
+    kind = _get(d, "packed_kind", str)
+    packed = _backend.packed_from_bytes(kind, r.raw(d.get("packed")))
+    for attr, want in (("in_features", k), ("out_features", n)):
+        got = getattr(packed, attr, want)
+        if int(got) != want:
+            raise _fail(f"packed weights have {attr}={got}, expected {want}")
+    scale = r.tensor(d.get("weight_scale"), (n,), torch.float32)
+    bias = None if d.get("bias") is None else r.tensor(d.get("bias"), (n,), torch.float32)
+    a_s = _get(d, "act_scale", (float, int), opt=True)
+    a_z = _get(d, "act_zero_point", int, opt=True)
+    if (a_s is None) != (a_z is None):
+        raise _fail("act_scale and act_zero_point go together")
+    if a_s is not None and (not np.isfinite(a_s) or a_s <= 0 or not 0 <= a_z <= 255):
+        raise _fail("bad static activation parameters")
+    return QuantLinear(packed, k, n, scale, bias, relu=bool(_get(d, "relu", bool)),
+                       act_scale=a_s, act_zero_point=a_z)
+
+
+def _decode(d: object, r: _Reader, depth: int = 0) -> nn.Module:
+    if depth > 64:
+        raise _fail("module tree too deep")
+    if not isinstance(d, dict):
+        raise _fail("module entry is not an object")
+    tn = d.get("type")
+    if not isinstance(tn, str):
+        raise _fail("module entry without a type")
+    if tn in _CONTAINERS:
+        ch = _get(d, "children", list)
+        mod = _CONTAINERS[tn]()
+        for item in ch:
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                    and _CHILD.match(item[0])):
+                raise _fail("bad child entry")
+            if item[0] in mod._modules:
+                raise _fail(f"duplicate child {item[0]!r}")
+            mod.add_module(item[0], _decode(item[1], r, depth + 1))
+        return mod
+    if tn == "QuantLinear":
+        return _dec_quant_linear(d, r)
+    if tn == "QuantConv2d":
+        lin_d = _get(d, "linear", dict)
+        return QuantConv2d(_dec_quant_linear(lin_d, r), _get(d, "in_channels", int),
+                           _get(d, "out_channels", int), _t(_get(d, "kernel_size", list)),
+                           _t(_get(d, "stride", list)), _t(_get(d, "pads", list)),
+                           _t(_get(d, "dilation", list)), _get(d, "padding_mode", str))
+    if tn == "QuantEmbedding":
+        sec = r.sections[d["weight_q"]] if isinstance(d.get("weight_q"), int) and 0 <= d[
+            "weight_q"] < len(r.sections) else None
+        if sec is None or len(sec["shape"]) != 2:
+            raise _fail("QuantEmbedding needs a 2-D weight_q section")
+        q = r.tensor(d["weight_q"], None, torch.int8)
+        s = r.tensor(d.get("weight_scale"), (q.shape[0],), torch.float32)
+        pi = _get(d, "padding_idx", int, opt=True)
+        return QuantEmbedding(q, s, pi)
+    if tn not in _SIMPLE:
+        raise _fail(f"module type {tn!r} is not allowed")
+    cls, fields = _SIMPLE[tn]
+    args = _get(d, "args", dict)
+    allowed = set(fields) | ({"bias"} if tn in _HAS_BIAS else set())
+    if set(args) - allowed:
+        raise _fail(f"unexpected fields for {tn}: {sorted(set(args) - allowed)}")
+    kwargs = {k: _t(v) for k, v in args.items()}
+    if tn in ("Linear", "Conv1d", "Conv2d", "Embedding", "LayerNorm", "BatchNorm1d", "BatchNorm2d",
+              "PReLU"):
+        kwargs["device"] = "meta"  # no random init: the state below replaces everything
+    mod = cls(**kwargs)
+    state = d.get("state", {})
+    if not isinstance(state, dict):
+        raise _fail("bad state")
+    expect = mod.state_dict()
+    if set(state) != set(expect):
+        raise _fail(f"{tn} state has keys {sorted(state)}, expected {sorted(expect)}")
+    sd = {k: r.tensor(state[k], tuple(expect[k].shape), expect[k].dtype) for k in state}
+    if sd:
+        mod.load_state_dict(sd, assign=True)
+    return mod
+
+
+# ---------------------------------------------------------------------------------------------
+# fx graphs for models whose forward is not a plain composition
+
+_FUNCS: dict[str, Callable[..., Any]] = {
+    **{f"operator.{n}": getattr(operator, n) for n in (
+        "add", "sub", "mul", "truediv", "floordiv", "neg", "getitem", "matmul", "pow", "mod",
+        "eq", "ne", "lt", "le", "gt", "ge", "and_", "or_")},
+    **{f"torch.{n}": getattr(torch, n) for n in (
+        "add", "sub", "mul", "div", "matmul", "bmm", "cat", "stack", "flatten", "reshape",
+        "permute", "transpose", "relu", "sigmoid", "tanh", "softmax", "mean", "sum", "exp",
+        "sqrt", "rsqrt", "clamp", "chunk", "split", "squeeze", "unsqueeze", "where", "max", "min",
+        "abs", "tanh", "erf", "log", "neg", "einsum", "arange", "zeros_like", "ones_like")},
+    **{f"F.{n}": getattr(F, n) for n in (
+        "relu", "relu6", "gelu", "silu", "sigmoid", "softmax", "log_softmax", "layer_norm",
+        "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "dropout", "pad", "normalize",
+        "hardswish", "leaky_relu", "linear", "embedding", "interpolate")},
+}
+_FUNC_NAMES = {id(fn): name for name, fn in _FUNCS.items()}
+_FUNC_NAMES[id(getattr)] = "builtins.getattr"
+_GETATTR_OK = {"shape", "ndim", "dtype", "T"}
+_METHODS = {
+    "view", "reshape", "flatten", "permute", "transpose", "contiguous", "size", "dim", "mean",
+    "sum", "relu", "sigmoid", "tanh", "softmax", "unsqueeze", "squeeze", "add", "mul", "sub",
+    "div", "matmul", "chunk", "split", "expand", "expand_as", "float", "clamp", "max", "min",
+    "t", "type_as", "masked_fill", "exp", "pow", "sqrt", "abs", "view_as", "numel", "neg",
+    "__getitem__", "repeat", "narrow", "select", "unbind", "norm",
+}
+_TDTYPES = {n: t for n, (_, t) in _DTYPES.items()}
+
+
+def _enc_arg(a: Any) -> Any:
+    if isinstance(a, fx.Node):
+        return {"n": a.name}
+    if a is None or isinstance(a, (bool, int, str)):
+        return a
+    if isinstance(a, float):
+        return {"f": repr(a)}
+    if isinstance(a, tuple):
+        return {"t": [_enc_arg(x) for x in a]}
+    if isinstance(a, list):
+        return [_enc_arg(x) for x in a]
+    if isinstance(a, dict):
+        return {"d": [[str(k), _enc_arg(v)] for k, v in a.items()]}
+    if isinstance(a, slice):
+        return {"s": [_enc_arg(a.start), _enc_arg(a.stop), _enc_arg(a.step)]}
+    if a is Ellipsis:
+        return {"e": 1}
+    if isinstance(a, torch.dtype) and a in _TORCH2NAME:
+        return {"dt": _TORCH2NAME[a]}
+    raise TypeError(f"graph argument of type {type(a).__name__} cannot be stored")
+
+
+def _dec_arg(a: Any, env: dict[str, fx.Node], depth: int = 0) -> Any:
+    if depth > 32:
+        raise _fail("graph argument too deep")
+    if a is None or isinstance(a, (bool, int, str)):
+        return a
+    if isinstance(a, list):
+        return [_dec_arg(x, env, depth + 1) for x in a]
+    if not isinstance(a, dict) or len(a) != 1:
+        raise _fail("bad graph argument")
+    (k, v), = a.items()
+    if k == "n":
+        if v not in env:
+            raise _fail(f"graph argument refers to unknown node {v!r}")
+        return env[v]
+    if k == "f" and isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError as e:
+            raise _fail("bad float") from e
+    if k == "t" and isinstance(v, list):
+        return tuple(_dec_arg(x, env, depth + 1) for x in v)
+    if k == "d" and isinstance(v, list) and all(
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in v):
+        return {p[0]: _dec_arg(p[1], env, depth + 1) for p in v}
+    if k == "s" and isinstance(v, list) and len(v) == 3:
+        return slice(*(_dec_arg(x, env, depth + 1) for x in v))
+    if k == "e":
+        return Ellipsis
+    if k == "dt" and v in _TDTYPES:
+        return _TDTYPES[v]
+    raise _fail("bad graph argument")
+
+
+class _LeafTracer(fx.Tracer):
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        tn = _type_name(m)
+        return tn is not None and tn not in _CONTAINERS
+
+
+def _encode_fx(model: nn.Module, w: _Writer) -> dict[str, Any]:
+    try:
+        graph = _LeafTracer().trace(model)
+    except Exception as e:  # noqa: BLE001 - report why the model cannot be stored
+        raise TypeError(f"{type(model).__name__}.forward cannot be captured with torch.fx "
+                        f"({type(e).__name__}: {e})") from e
+    nodes = []
+    modules: dict[str, Any] = {}
+    attrs: dict[str, int] = {}
+    for node in graph.nodes:
+        entry: dict[str, Any] = {"op": node.op, "name": node.name}
+        if node.op == "call_function":
+            name = _FUNC_NAMES.get(id(node.target))
+            if name is None:
+                raise TypeError(f"function {node.target} in the forward is not allowed in files")
+            if name == "builtins.getattr" and (len(node.args) != 2 or node.args[1]
+                                               not in _GETATTR_OK):
+                raise TypeError(f"getattr(..., {node.args[1:]!r}) is not allowed in files")
+            entry["target"] = name
+        elif node.op == "call_method":
+            if node.target not in _METHODS:
+                raise TypeError(f"tensor method {node.target!r} is not allowed in files")
+            entry["target"] = node.target
+        elif node.op == "call_module":
+            target = str(node.target)
+            if target not in modules:
+                modules[target] = _encode(model.get_submodule(target), w)
+            entry["target"] = target
+        elif node.op == "get_attr":
+            target = str(node.target)
+            val = operator.attrgetter(target)(model)
+            if not isinstance(val, torch.Tensor):
+                raise TypeError(f"attribute {target} is not a tensor")
+            if target not in attrs:
+                attrs[target] = w.add_tensor(val)
+            entry["target"] = target
+        else:
+            entry["target"] = str(node.target)
+        entry["args"] = _enc_arg(node.args)
+        entry["kwargs"] = _enc_arg(dict(node.kwargs))
+        nodes.append(entry)
+    return {"type": "fx", "nodes": nodes, "modules": modules, "attrs": attrs}
+
+
+def _set_path(root: nn.Module, path: str, value: nn.Module | torch.Tensor) -> None:
+    parts = path.split(".")
+    cur = root
+    for p in parts[:-1]:
+        nxt = cur._modules.get(p)
+        if nxt is None:
+            nxt = nn.Module()
+            cur.add_module(p, nxt)
+        cur = nxt
+    if parts[-1] in cur._modules or parts[-1] in cur._buffers:
+        raise _fail(f"duplicate path {path!r}")
+    if isinstance(value, nn.Module):
+        cur.add_module(parts[-1], value)
+    else:
+        cur.register_buffer(parts[-1], value)
+
+
+def _decode_fx(d: dict[str, Any], r: _Reader) -> nn.Module:
+    nodes = _get(d, "nodes", list)
+    modules = _get(d, "modules", dict)
+    attrs = _get(d, "attrs", dict)
+    root = nn.Module()
+    for path, md in modules.items():
+        if not _PATH.match(path):
+            raise _fail(f"bad module path {path!r}")
+        _set_path(root, path, _decode(md, r))
+    for path, sec in attrs.items():
+        if not _PATH.match(path):
+            raise _fail(f"bad attribute path {path!r}")
+        _set_path(root, path, r.tensor(sec))
+    g = fx.Graph()
+    env: dict[str, fx.Node] = {}
+    has_output = False
+    for nd in nodes:
+        if not isinstance(nd, dict):
+            raise _fail("graph node is not an object")
+        op, name, target = nd.get("op"), nd.get("name"), nd.get("target")
+        if not isinstance(name, str) or not _IDENT.match(name) or name in env:
+            raise _fail(f"bad node name {name!r}")
+        if has_output:
+            raise _fail("nodes after the output")
+        args = _dec_arg(nd.get("args"), env)
+        kwargs = _dec_arg(nd.get("kwargs"), env)
+        if not isinstance(args, tuple) or not isinstance(kwargs, dict):
+            raise _fail("bad node arguments")
+        tgt: Any
+        if op == "placeholder" or op == "output":
+            if not isinstance(target, str) or not _IDENT.match(target):
+                raise _fail("bad placeholder/output target")
+            tgt = target
+            has_output = op == "output"
+        elif op == "call_function":
+            if target == "builtins.getattr":
+                if len(args) != 2 or args[1] not in _GETATTR_OK:
+                    raise _fail("getattr target not allowed")
+                tgt = getattr
+            elif isinstance(target, str) and target in _FUNCS:
+                tgt = _FUNCS[target]
+            else:
+                raise _fail(f"function {target!r} is not allowed")
+        elif op == "call_method":
+            if target not in _METHODS:
+                raise _fail(f"method {target!r} is not allowed")
+            tgt = target
+        elif op == "call_module":
+            if target not in modules:
+                raise _fail(f"graph calls unknown module {target!r}")
+            tgt = target
+        elif op == "get_attr":
+            if target not in attrs:
+                raise _fail(f"graph reads unknown attribute {target!r}")
+            tgt = target
+        else:
+            raise _fail(f"bad node op {op!r}")
+        env[name] = g.create_node(op, tgt, args, kwargs, name=name)
+    if not has_output:
+        raise _fail("graph has no output")
+    try:
+        g.lint()
+    except Exception as e:  # noqa: BLE001
+        raise _fail(f"graph does not verify: {e}") from e
+    return fx.GraphModule(root, g)
+
+
+# ---------------------------------------------------------------------------------------------
+# public API
+
+
+def _is_tree(m: nn.Module) -> bool:
+    tn = _type_name(m)
+    if tn is None:
+        return False
+    if tn in _CONTAINERS:
+        return all(_is_tree(c) for c in m.children())
+    return True
+
+
+def save(model: nn.Module, path: str | os.PathLike[str]) -> int:
+    """Write `model` (compressed or not) to one file; returns the number of bytes written.
+
+    Plain compositions (Sequential/ModuleList/ModuleDict of known layers) are stored as a module
+    tree; other models as their torch.fx graph. Raises TypeError for what cannot be stored.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    w = _Writer()
+    tree = _encode(model, w) if _is_tree(model) else _encode_fx(model, w)
+    header = {"format": "edgepack", "version": VERSION, "model": tree,
+              "sections": w.sections, "data_nbytes": w.size}
+    hb = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    pre = _PRE.pack(MAGIC, VERSION, 0, len(hb), hashlib.sha256(hb).digest())
+    head = pre + hb
+    head += b"\0" * ((-len(head)) % ALIGN)
+    tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(head)
+        for c in w.chunks:
+            f.write(c)
+    os.replace(tmp, path)
+    return len(head) + w.size
+
+
+def _parse(buf: bytes) -> nn.Module:
+    if len(buf) < _PRE.size:
+        raise _fail("file is too short (truncated?)")
+    magic, version, reserved, hlen, hsha = _PRE.unpack_from(buf, 0)
+    if magic != MAGIC:
+        raise _fail("not an edgepack file (bad magic)")
+    if version != VERSION or reserved != 0:
+        raise _fail(f"unsupported format version {version}")
+    if hlen > MAX_HEADER or _PRE.size + hlen > len(buf):
+        raise _fail("header length out of range (truncated?)")
+    hb = buf[_PRE.size: _PRE.size + hlen]
+    if hashlib.sha256(hb).digest() != hsha:
+        raise _fail("header checksum mismatch (corrupted?)")
+    try:
+        header = json.loads(hb.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _fail("header is not valid JSON") from e
+    if not isinstance(header, dict) or header.get("format") != "edgepack" or header.get(
+            "version") != VERSION:
+        raise _fail("header is not an edgepack header")
+    start = _PRE.size + hlen
+    start += (-start) % ALIGN
+    dn = header.get("data_nbytes")
+    if not isinstance(dn, int) or isinstance(dn, bool) or dn < 0:
+        raise _fail("bad data_nbytes")
+    if len(buf) != start + dn:
+        raise _fail(f"file has {len(buf)} bytes, expected {start + dn} (truncated or extended)")
+    if any(buf[_PRE.size + hlen: start]):
+        raise _fail("non-zero padding")
+    sections = _validate_sections(header.get("sections"), dn)
+    data = memoryview(buf)[start:]
+    covered = bytearray(dn)
+    for i, s in enumerate(sections):
+        chunk = data[s["offset"]: s["offset"] + s["nbytes"]]
+        if hashlib.sha256(chunk).hexdigest() != s["sha256"]:
+            raise _fail(f"section {i} checksum mismatch (corrupted?)")
+        covered[s["offset"]: s["offset"] + s["nbytes"]] = b"\1" * s["nbytes"]
+    gaps = np.frombuffer(bytes(covered), np.uint8) == 0
+    if dn and np.any(np.frombuffer(data, np.uint8)[gaps]):
+        raise _fail("non-zero bytes between sections")
+    r = _Reader(data, sections)
+    tree = header.get("model")
+    if isinstance(tree, dict) and tree.get("type") == "fx":
+        model = _decode_fx(tree, r)
+    else:
+        model = _decode(tree, r)
+    return model.eval()
+
+
+def load(path: str | os.PathLike[str]) -> nn.Module:
+    """Rebuild a model saved by edgepack.save (eval mode). Invalid files raise ValueError."""
+    with open(path, "rb") as f:
+        buf = f.read()
+    return loads(buf)
+
+
+def loads(buf: bytes) -> nn.Module:
+    """load() from bytes already in memory."""
+    try:
+        return _parse(bytes(buf))
+    except FormatError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, RuntimeError, AttributeError,
+            OverflowError, struct.error) as e:
+        # a header that passed its checksum but describes something inconsistent
+        raise _fail(f"{type(e).__name__}: {e}") from e

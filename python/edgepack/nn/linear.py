@@ -1,0 +1,138 @@
+"""QuantLinear: an nn.Linear replacement that runs on edgepack's int8 kernels.
+
+Weights: int8 per-output-channel symmetric, packed once. Activations:
+- dynamic (default): per-row uint8 range at run time, one fused kernel call
+  (quantize -> int8 GEMM -> dequantize + bias + optional ReLU), edgepack.linear_int8;
+- static: one calibrated per-tensor uint8 (scale, zero_point); x is quantized with it, the int32
+  GEMM runs, and the epilogue follows reference.epilogue_ref's float32 operation order exactly.
+Inference only: outputs carry no autograd history.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..kernels import quantize
+from ..quantize.weights import effective_weight, quantize_weight
+from . import _backend
+
+
+def check_float_input(x: object, owner: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{owner}: input must be a torch.Tensor, got {type(x).__name__}")
+    if x.device.type != "cpu":
+        raise ValueError(f"{owner}: input is on device '{x.device}'; edgepack runs on CPU")
+    if not torch.is_floating_point(x):
+        raise TypeError(f"{owner}: input must be floating point, got {x.dtype}")
+    return x
+
+
+def static_epilogue(
+    acc: torch.Tensor,
+    a_scale: float,
+    w_scale: torch.Tensor,
+    bias: torch.Tensor | None,
+    relu: bool,
+) -> torch.Tensor:
+    """float32 epilogue of reference.epilogue_ref for one per-tensor activation scale."""
+    mult = torch.tensor(a_scale, dtype=torch.float32) * w_scale  # rounded to fp32 first
+    y = acc.to(torch.float32) * mult
+    if bias is not None:
+        y = y + bias
+    if relu:
+        y = torch.clamp_min(y, 0.0)
+    return y
+
+
+class QuantLinear(nn.Module):
+    """int8 linear layer on packed weights; input [..., in_features] -> [..., out_features]."""
+
+    weight_scale: torch.Tensor
+    bias: torch.Tensor | None
+
+    def __init__(
+        self,
+        packed: Any,
+        in_features: int,
+        out_features: int,
+        weight_scale: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        *,
+        relu: bool = False,
+        act_scale: float | None = None,
+        act_zero_point: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.packed = packed
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        self.relu = bool(relu)
+        if (act_scale is None) != (act_zero_point is None):
+            raise ValueError("act_scale and act_zero_point go together (static activations)")
+        self.act_scale = None if act_scale is None else float(act_scale)
+        self.act_zero_point = None if act_zero_point is None else int(act_zero_point)
+        self.register_buffer("weight_scale", weight_scale.detach().to(torch.float32).contiguous())
+        b = None if bias is None else bias.detach().to(torch.float32).contiguous()
+        self.register_buffer("bias", b)
+
+    @classmethod
+    def from_float(
+        cls,
+        mod: nn.Linear,
+        *,
+        relu: bool = False,
+        sparse: str = "auto",
+        act_qparams: tuple[float, int] | None = None,
+    ) -> QuantLinear:
+        """Quantize an nn.Linear (pruning masks honoured)."""
+        w_q, scale = quantize_weight(effective_weight(mod))
+        bias = None if mod.bias is None else effective_weight(mod, "bias")
+        packed = _backend.pack_linear(w_q, scale, bias, "never" if act_qparams else sparse)
+        a_s, a_z = act_qparams if act_qparams is not None else (None, None)
+        return cls(packed, mod.in_features, mod.out_features, scale, bias, relu=relu,
+                   act_scale=a_s, act_zero_point=a_z)
+
+    @property
+    def is_static(self) -> bool:
+        return self.act_scale is not None
+
+    @property
+    def packed_kind(self) -> str:
+        return _backend.packed_kind(self.packed)
+
+    @property
+    def packed_nbytes(self) -> int:
+        return _backend.packed_nbytes(self.packed)
+
+    def matmul_2d(self, x2: torch.Tensor) -> torch.Tensor:
+        """float32 [M, K] contiguous -> float32 [M, N]."""
+        if x2.shape[0] == 0:
+            return x2.new_zeros((0, self.out_features))
+        if self.act_scale is None:
+            return _backend.run_dynamic(x2, self.packed, self.relu)
+        zp = int(self.act_zero_point or 0)
+        a = torch.as_tensor(quantize(x2, self.act_scale, zp, dtype="uint8"))
+        acc = _backend.run_s32(a, self.packed, zp)
+        return static_epilogue(acc, self.act_scale, self.weight_scale, self.bias, self.relu)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_float_input(x, "QuantLinear")
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"QuantLinear: input has shape {tuple(x.shape)}, expected [..., {self.in_features}]"
+            )
+        lead = x.shape[:-1]
+        x2 = x.detach().reshape(-1, self.in_features).to(torch.float32).contiguous()
+        y = self.matmul_2d(x2).reshape(*lead, self.out_features)
+        return y if x.dtype == torch.float32 else y.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        act = "dynamic"
+        if self.is_static:
+            act = f"static(scale={self.act_scale:.4g}, zp={self.act_zero_point})"
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}, relu={self.relu}, act={act}, "
+                f"packed={self.packed_kind}")

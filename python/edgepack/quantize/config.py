@@ -1,0 +1,66 @@
+"""CompressionConfig: the recipe edgepack.compress follows."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+
+@dataclass
+class CompressionConfig:
+    """How to compress a model.
+
+    weights: "int8" (per-output-channel symmetric; the only weight format).
+    activations: "dynamic" (per-row uint8 range computed at run time, the default) or "static"
+        (one per-tensor uint8 range per layer from calibration data, see `observer`).
+    observer: static only: "minmax", "percentile" (with `percentile`) or "mse".
+    mode: "global" (every supported layer int8) or "local" (mixed precision: a per-layer
+        sensitivity analysis with the user's eval_fn; the layers that hurt the metric most stay
+        fp32 until the metric drop is at most `max_metric_drop`).
+    higher_is_better: direction of eval_fn's metric ("local" mode).
+    sparse: "auto" (edgepack.pack_auto picks dense or sparse per layer), "never", "always".
+    quantize_embeddings: nn.Embedding tables to int8 (per-row scale, dequantized on lookup).
+    optimize: run edgepack.optimize's clean-up first (BN folding, dropout removal, ReLU fusion).
+    skip: module names (as in model.named_modules()) kept fp32.
+    """
+
+    weights: str = "int8"
+    activations: str = "dynamic"
+    observer: str = "minmax"
+    percentile: float = 99.99
+    mode: str = "global"
+    max_metric_drop: float | None = None
+    higher_is_better: bool = True
+    sparse: str = "auto"
+    quantize_embeddings: bool = True
+    optimize: bool = True
+    skip: tuple[str, ...] = field(default_factory=tuple)
+
+    def validate(self) -> None:
+        def one_of(name: str, value: object, allowed: tuple[str, ...]) -> None:
+            if value not in allowed:
+                raise ValueError(
+                    f"CompressionConfig.{name} must be one of {allowed}, got {value!r}"
+                )
+
+        one_of("weights", self.weights, ("int8",))
+        one_of("activations", self.activations, ("dynamic", "static"))
+        one_of("observer", self.observer, ("minmax", "percentile", "mse"))
+        one_of("mode", self.mode, ("global", "local"))
+        one_of("sparse", self.sparse, ("auto", "never", "always"))
+        if not 50.0 < float(self.percentile) <= 100.0:
+            raise ValueError(
+                f"CompressionConfig.percentile must be in (50, 100], got {self.percentile}"
+            )
+        if self.mode == "local":
+            d = self.max_metric_drop
+            if d is None or isinstance(d, bool) or not isinstance(d, (int, float)):
+                raise ValueError(
+                    "CompressionConfig.max_metric_drop (a number) is required in 'local' mode"
+                )
+            if not math.isfinite(d) or d < 0:
+                raise ValueError(
+                    f"CompressionConfig.max_metric_drop must be finite and >= 0, got {d}"
+                )
+        if isinstance(self.skip, str) or not all(isinstance(s, str) for s in self.skip):
+            raise TypeError("CompressionConfig.skip must be a sequence of module names")
