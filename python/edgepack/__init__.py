@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _core
+from . import prune as prune
 from .distill import distill  # the function shadows the subpackage attribute
 from .gemm import (
     PackedLinear,
