@@ -11,9 +11,10 @@ What is measured and how:
 - peak memory: tensor bytes held by the model (parameters + buffers) plus the growth of the
   resident set size during one forward pass at the largest batch, measured in a forked child
   after one unmeasured forward there (Linux: the VmHWM high-water mark is reset through
-  /proc/self/clear_refs, then read back from /proc/self/status). tracemalloc cannot see torch's allocations, RSS can. Memory the
-  allocator already holds from earlier runs in the parent is reused, so the forward part is a
-  lower bound; the child runs on one thread (thread pools do not survive fork).
+  /proc/self/clear_refs, then read back from /proc/self/status). tracemalloc cannot see
+  torch's allocations, RSS can. Memory the allocator already holds from earlier runs in the
+  parent is reused, so the forward part is a lower bound; the child runs on one thread
+  (thread pools do not survive fork).
   Reported as None where the platform does not allow the measurement.
 - metric: `eval_fn(model)`, whatever the user measures (accuracy, Spearman, ...).
 """
@@ -32,6 +33,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -233,16 +235,37 @@ def _fmt_count(n: int) -> str:
 # --- measurements ---------------------------------------------------------------------------
 
 
+def _packed_stats(m: nn.Module) -> tuple[int, int] | None:
+    """(weights, nonzeros) of a layer holding packed int8 weights, None for other modules."""
+    stats = getattr(m, "weight_stats", None)
+    if callable(stats):
+        n, z = stats()
+        return int(n), int(z)
+    packed = getattr(m, "packed", None)
+    unpack = getattr(packed, "unpack", None)
+    if callable(unpack):  # QuantLinear (dense or sparse packing)
+        w_q, _, bias = unpack()
+        w = torch.as_tensor(np.asarray(w_q))
+        n, z = w.numel(), int(torch.count_nonzero(w))
+        if bias is not None:
+            b = torch.as_tensor(np.asarray(bias))
+            n, z = n + b.numel(), z + int(torch.count_nonzero(b))
+        return n, z
+    w_q = getattr(m, "weight_q", None)
+    if isinstance(w_q, torch.Tensor):  # QuantEmbedding
+        return w_q.numel(), int(torch.count_nonzero(w_q))
+    return None
+
+
 def count_weights(model: nn.Module) -> tuple[int, int]:
-    """(weights, nonzeros). Modules may describe packed storage with `weight_stats() -> (n, nnz)`;
-    other modules count their own parameters."""
+    """(weights, nonzeros): packed int8 layers count their logical weights (and bias), other
+    modules their own parameters. A module may describe itself with weight_stats() -> (n, nnz)."""
     total = nnz = 0
     for m in model.modules():
-        stats = getattr(m, "weight_stats", None)
-        if callable(stats):
-            n, z = stats()
-            total += int(n)
-            nnz += int(z)
+        st = _packed_stats(m)
+        if st is not None:
+            total += st[0]
+            nnz += st[1]
             continue
         for p in m.parameters(recurse=False):
             total += p.numel()
@@ -251,6 +274,7 @@ def count_weights(model: nn.Module) -> tuple[int, int]:
 
 
 def _tensor_bytes(model: nn.Module) -> int:
+    """Bytes of the model's tensors in memory: parameters, buffers and packed weights."""
     seen: set[int] = set()
     n = 0
     for t in list(model.parameters()) + list(model.buffers()):
@@ -258,10 +282,12 @@ def _tensor_bytes(model: nn.Module) -> int:
             continue
         seen.add(t.data_ptr())
         n += t.numel() * t.element_size()
-    for m in model.modules():  # packed weights held outside torch (e.g. bytes / numpy)
+    for m in model.modules():  # packed weights live outside torch (numpy buffers)
         extra = getattr(m, "packed_nbytes", None)
         if callable(extra):
-            n += int(extra())
+            extra = extra()
+        if isinstance(extra, int):
+            n += extra
     return n
 
 

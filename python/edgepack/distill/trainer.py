@@ -211,6 +211,7 @@ def distill(
     seed: int = 0,
     progress: bool = True,
     history: list[float] | None = None,
+    step_callback: Callable[[int], None] | None = None,
 ) -> nn.Module:
     """Train `student` (in place) to mimic `teacher`; returns `student`.
 
@@ -223,6 +224,8 @@ def distill(
     optimizer: None (Adam at `lr`), an optimizer over the student's parameters (adapter
         parameters are added as a new group), or a factory called with all trainable params.
     history: if given, the mean loss of each epoch (averaged over all ranks) is appended.
+    step_callback: called with the global step number after every optimizer step (e.g.
+        ``edgepack.prune.GradualPruner.step`` to prune while distilling).
     Under torch.distributed (see the module docstring) the student is wrapped in
     DistributedDataParallel and the data sharded; all ranks end with identical weights.
     The teacher is only run (no_grad, eval mode); both models get their train/eval mode back.
@@ -279,6 +282,7 @@ def distill(
 
         wrapped.train()
         rank0 = not ddp or dist.get_rank() == 0
+        step = 0
         for epoch in range(epochs):
             if sampler is not None:
                 sampler.set_epoch(epoch)
@@ -301,6 +305,9 @@ def distill(
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if step_callback is not None:
+                    step_callback(step)
+                step += 1
                 n = _batch_size_of(x)
                 total += torch.tensor([float(loss.detach()) * n, n], dtype=torch.float64)
                 if hasattr(bar, "set_postfix"):
