@@ -469,7 +469,10 @@ def _dec_arg(a: Any, env: dict[str, fx.Node], depth: int = 0) -> Any:
 class _LeafTracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         tn = _type_name(m)
-        return tn is not None and tn not in _CONTAINERS
+        if tn is not None:
+            return tn not in _CONTAINERS
+        # other torch.nn modules stay leaves, so that save names them in its error
+        return super().is_leaf_module(m, module_qualified_name)
 
 
 def _encode_fx(model: nn.Module, w: _Writer) -> dict[str, Any]:

@@ -11,12 +11,12 @@ The result is a copy of the same class; the input model is not changed.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
 from torch import nn
 
+from .._copy import deepcopy_model
 from .fold import fold_bn
 from .graph import Plan, make_plan
 
@@ -61,12 +61,12 @@ def optimize(model: nn.Module, example_input: Any = None, *, check: bool = True)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     _check_cpu(model, "model")
-    out = copy.deepcopy(model)
+    out = deepcopy_model(model)
     optimize_inplace(out, example_input)
     if check and example_input is not None:
         from .graph import _call
 
-        ref_model = copy.deepcopy(model).eval()
+        ref_model = deepcopy_model(model).eval()
         with torch.no_grad():
             ref, got = _call(ref_model, example_input), _call(out, example_input)
         if isinstance(ref, torch.Tensor) and isinstance(got, torch.Tensor) and ref.numel():

@@ -8,7 +8,6 @@ QuantConv2d, Embedding -> QuantEmbedding. Everything else stays fp32 and is list
 
 from __future__ import annotations
 
-import copy
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._copy import deepcopy_model
 from ..nn import QuantConv2d, QuantEmbedding, QuantLinear
 from ..optimize import optimize_inplace, set_submodule
 from ..optimize.graph import Plan
@@ -130,7 +130,7 @@ def compress(
     if eval_fn is not None and not callable(eval_fn):
         raise TypeError("eval_fn must be callable")
 
-    work = copy.deepcopy(model).eval()
+    work = deepcopy_model(model).eval()
     plan = optimize_inplace(work, example_input) if cfg.optimize else Plan()
     relu_of = _relu_map(plan)
     cands, unsupported, kept = _scan(work, cfg)

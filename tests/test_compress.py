@@ -1,0 +1,279 @@
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import prune
+
+import edgepack
+from _models import Residual, max_rel_err, mlp, mnist_cnn, randomize_bn
+from edgepack import CompressionConfig, reference
+from edgepack.nn import QuantConv2d, QuantEmbedding, QuantLinear
+from edgepack.quantize import quantize_weight
+
+
+def _wq(mod: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+    w = mod.weight.detach()
+    q, s = quantize_weight(w.reshape(w.shape[0], -1))
+    return q.numpy(), s.numpy()
+
+
+# ---------------------------------------------------------------- modules vs the reference
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_quant_linear_equals_reference(relu, bias):
+    torch.manual_seed(0)
+    lin = nn.Linear(37, 19, bias=bias)
+    q = QuantLinear.from_float(lin, relu=relu, sparse="never")
+    x = torch.randn(2, 3, 37) * 3
+    with torch.inference_mode():
+        y = q(x)
+    w_q, s = _wq(lin)
+    b = None if lin.bias is None else lin.bias.detach().numpy()
+    ref = reference.linear_int8_ref(x.reshape(-1, 37).numpy(), w_q, s, b, relu)
+    assert y.shape == (2, 3, 19) and y.dtype == torch.float32
+    np.testing.assert_array_equal(y.reshape(-1, 19).numpy(), ref)
+    with torch.no_grad():
+        assert torch.equal(q(x[0, 0]), y[0, 0])  # 1-D input
+    assert max_rel_err(y, F.relu(lin(x)) if relu else lin(x)) < 0.02
+
+
+def test_quant_linear_static_equals_reference():
+    torch.manual_seed(1)
+    lin = nn.Linear(24, 10)
+    a_scale, a_zp = 0.03, 117
+    q = QuantLinear.from_float(lin, relu=True, act_qparams=(a_scale, a_zp))
+    x = torch.randn(5, 24) * 2
+    y = q(x)
+    w_q, s = _wq(lin)
+    a = reference.quantize_ref(x.numpy(), np.float32(a_scale), np.int32(a_zp), 0, 255)
+    acc = reference.gemm_s32_ref(a, w_q, a_zp)
+    ref = reference.epilogue_ref(acc, np.full(5, a_scale, np.float32), s,
+                                 lin.bias.detach().numpy(), True)
+    np.testing.assert_array_equal(y.numpy(), ref)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(kernel_size=3),
+    dict(kernel_size=3, padding=1, stride=2),
+    dict(kernel_size=(2, 3), padding="same", dilation=2, padding_mode="reflect"),
+    dict(kernel_size=1, bias=False),
+])
+def test_quant_conv_equals_im2col_reference(kw):
+    torch.manual_seed(2)
+    conv = nn.Conv2d(3, 5, **kw)
+    q = QuantConv2d.from_float(conv, sparse="never")
+    x = torch.randn(2, 3, 9, 8)
+    with torch.no_grad():
+        ref_fp = conv(x)
+        y = q(x)
+    assert y.shape == ref_fp.shape
+    # reference: the same padding, unfold, linear_int8_ref per output position
+    pads = q.pads
+    xp = F.pad(x, pads, mode="constant" if conv.padding_mode == "zeros" else conv.padding_mode)
+    cols = F.unfold(xp, q.kernel_size, dilation=q.dilation, stride=q.stride)
+    a = cols.transpose(1, 2).reshape(-1, cols.shape[1]).numpy()
+    w_q, s = _wq(conv)
+    b = None if conv.bias is None else conv.bias.detach().numpy()
+    ref = reference.linear_int8_ref(a, w_q, s, b, False)
+    got = y.permute(0, 2, 3, 1).reshape(-1, 5).numpy()
+    np.testing.assert_array_equal(got, ref)
+    assert max_rel_err(y, ref_fp) < 0.03
+    assert torch.equal(q(x[1]), y[1])  # unbatched input
+
+
+def test_quant_embedding_dequantizes_exactly():
+    torch.manual_seed(3)
+    emb = nn.Embedding(50, 12, padding_idx=0)
+    q = QuantEmbedding.from_float(emb)
+    idx = torch.tensor([[0, 3, 49], [7, 7, 1]])
+    w_q, s = _wq(emb)
+    ref = edgepack.dequantize(torch.from_numpy(w_q), torch.from_numpy(s), 0, axis=0)[idx]
+    assert torch.equal(q(idx), ref)
+    assert max_rel_err(q(idx), emb(idx)) < 0.01
+    with pytest.raises(IndexError):
+        q(torch.tensor([50]))
+
+
+def test_module_input_errors():
+    q = QuantLinear.from_float(nn.Linear(8, 4))
+    with pytest.raises(ValueError, match="expected \\[..., 8\\]"):
+        q(torch.randn(3, 7))
+    with pytest.raises(TypeError, match="floating point"):
+        q(torch.ones(3, 8, dtype=torch.int64))
+    with pytest.raises(ValueError, match="meta"):
+        q(torch.randn(3, 8, device="meta"))
+    c = QuantConv2d.from_float(nn.Conv2d(3, 4, 3))
+    with pytest.raises(ValueError, match="expected"):
+        c(torch.randn(1, 2, 8, 8))
+    with pytest.raises(ValueError, match="smaller than the kernel"):
+        c(torch.randn(1, 3, 2, 2))
+    assert q(torch.zeros(0, 8)).shape == (0, 4)
+
+
+# ---------------------------------------------------------------- compress
+
+
+def test_compress_mlp_same_class_and_input_untouched():
+    torch.manual_seed(4)
+    m = mlp().train()
+    before = copy.deepcopy(m.state_dict())
+    c = edgepack.compress(m)
+    assert type(c) is nn.Sequential and not c.training and m.training
+    assert all(torch.equal(before[k], v) for k, v in m.state_dict().items())
+    assert [type(x) for x in c] == [QuantLinear, nn.Identity, nn.Identity, QuantLinear, nn.GELU,
+                                    QuantLinear]
+    assert c[0].relu and not c[3].relu
+    x = torch.randn(16, 32)
+    with torch.no_grad():
+        assert max_rel_err(c(x), m.eval()(x)) < 0.03
+    rep = c.edgepack_report_
+    assert set(rep["quantized"]) == {"0", "3", "5"} and rep["relu_fused"] == ["0"]
+
+
+def test_compress_mnist_cnn_close_to_fp32():
+    torch.manual_seed(5)
+    m = mnist_cnn().eval()
+    c = edgepack.compress(m)
+    kinds = [type(x).__name__ for x in c]
+    assert kinds.count("QuantConv2d") == 3 and kinds.count("QuantLinear") == 2
+    assert c.edgepack_report_["relu_fused"] == ["0", "3", "6", "9"]
+    x = torch.randn(8, 1, 28, 28)
+    with torch.no_grad():
+        ref, got = m(x), c(x)
+    assert max_rel_err(got, ref) < 0.03
+    assert (got.argmax(1) == ref.argmax(1)).float().mean() >= 0.75
+    # the last layer alone equals the reference on its own input
+    with torch.no_grad():
+        feats = c[:11](x)
+    w_q, s = _wq(m[11])
+    np.testing.assert_array_equal(
+        got.numpy(),
+        reference.linear_int8_ref(feats.numpy(), w_q, s, m[11].bias.detach().numpy(), False),
+    )
+
+
+def test_compress_keeps_user_methods_and_bn_folds():
+    torch.manual_seed(6)
+    m = Residual().eval()
+    randomize_bn(m)
+    x = torch.randn(6, 16)
+    c = edgepack.compress(m, example_input=x)
+    assert type(c) is Residual and isinstance(c.a, QuantLinear) and isinstance(c.bn, nn.Identity)
+    with torch.no_grad():
+        assert max_rel_err(c.encode(x), m.encode(x)) < 0.05
+
+
+def test_pruned_weights_stay_zero():
+    torch.manual_seed(7)
+    m = mlp().eval()
+    prune.l1_unstructured(m[0], "weight", amount=0.7)
+    mask = m[0].weight_mask.clone()
+    c = edgepack.compress(m, CompressionConfig(sparse="never"))
+    assert hasattr(m[0], "weight_orig")  # the user's pruning is left in place
+    w_q, _, _ = c[0].packed.unpack()
+    assert np.all(w_q[mask.numpy() == 0] == 0)
+    assert np.count_nonzero(w_q) <= int(mask.sum())
+    x = torch.randn(4, 32)
+    with torch.no_grad():
+        assert max_rel_err(c(x), m(x)) < 0.03
+
+
+@pytest.mark.parametrize("observer", ["minmax", "percentile", "mse"])
+def test_static_activations(observer):
+    torch.manual_seed(8)
+    m = mnist_cnn().eval()
+    calib = [torch.randn(4, 1, 28, 28) for _ in range(3)]
+    cfg = CompressionConfig(activations="static", observer=observer, percentile=99.9)
+    c = edgepack.compress(m, cfg, calib_data=calib)
+    q = [x for x in c.modules() if isinstance(x, QuantLinear)]
+    assert len(q) == 5 and all(x.is_static for x in q)
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        assert max_rel_err(c(x), m(x)) < 0.1
+
+
+def test_mixed_precision_meets_budget():
+    torch.manual_seed(9)
+    m = mlp().eval()
+    x = torch.randn(64, 32)
+    with torch.no_grad():
+        ref = m(x)
+
+    def eval_fn(model: nn.Module) -> float:  # higher is better: minus the relative error
+        return -max_rel_err(model(x), ref)
+
+    full = edgepack.compress(m)
+    full_drop = -eval_fn(full)
+    budget = full_drop / 2
+    c = edgepack.compress(m, CompressionConfig(mode="local", max_metric_drop=budget),
+                          eval_fn=eval_fn)
+    sens = c.edgepack_report_["sensitivity"]
+    assert set(sens["per_layer_drop"]) == {"0", "3", "5"}
+    assert -eval_fn(c) <= budget
+    kept = c.edgepack_report_["kept_fp32"]
+    assert kept and all(isinstance(c.get_submodule(n), nn.Linear) for n in kept)
+    assert isinstance(c[1], nn.ReLU) or isinstance(c[0], QuantLinear)  # ReLU kept iff 0 is fp32
+    none = edgepack.compress(m, CompressionConfig(mode="local", max_metric_drop=0.0),
+                             eval_fn=eval_fn)
+    assert not none.edgepack_report_["quantized"]
+    with torch.no_grad():
+        assert torch.equal(none(x), ref)
+
+
+def test_unsupported_layers_listed_and_kept():
+    m = nn.Sequential(nn.Conv2d(4, 4, 3, groups=4), nn.Flatten(), nn.Linear(16, 3))
+    with pytest.warns(UserWarning, match="groups=4"):
+        c = edgepack.compress(m)
+    assert isinstance(c[0], nn.Conv2d) and isinstance(c[2], QuantLinear)
+    assert "0" in c.edgepack_report_["unsupported"]
+    mha = nn.Sequential(nn.Linear(8, 8))
+    mha.add_module("attn", nn.MultiheadAttention(8, 2))
+    with pytest.warns(UserWarning, match="MultiheadAttention"):
+        c2 = edgepack.compress(mha)
+    assert isinstance(c2.attn.out_proj, nn.Linear)
+
+
+def test_embedding_compressed():
+    m = nn.Sequential(nn.Embedding(30, 8), nn.Linear(8, 4))
+    c = edgepack.compress(m)
+    assert isinstance(c[0], QuantEmbedding)
+    c2 = edgepack.compress(m, CompressionConfig(quantize_embeddings=False))
+    assert isinstance(c2[0], nn.Embedding)
+
+
+def test_errors():
+    m = mlp()
+    with pytest.raises(ValueError, match="meta"):
+        edgepack.compress(mlp().to("meta"))
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        edgepack.compress(lambda x: x)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="activations"):
+        edgepack.compress(m, CompressionConfig(activations="int4"))
+    with pytest.raises(ValueError, match="max_metric_drop"):
+        edgepack.compress(m, CompressionConfig(mode="local"), eval_fn=lambda _: 1.0)
+    with pytest.raises(ValueError, match="eval_fn"):
+        edgepack.compress(m, CompressionConfig(mode="local", max_metric_drop=0.1))
+    static = CompressionConfig(activations="static")
+    with pytest.raises(ValueError, match="need calib_data"):
+        edgepack.compress(m, static)
+    with pytest.raises(ValueError, match="empty"):
+        edgepack.compress(m, static, calib_data=[])
+    bad = torch.randn(4, 32)
+    bad[1, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        edgepack.compress(m, static, calib_data=[torch.randn(4, 32), bad])
+    with pytest.raises(ValueError, match="wrong input shape"):
+        edgepack.compress(m, static, calib_data=[torch.randn(4, 31)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        c = edgepack.compress(m, calib_data=[torch.randn(2, 32)])  # dynamic: unused, warned
+    with pytest.raises(ValueError, match="expected \\[..., 32\\]"):
+        c(torch.randn(2, 31))

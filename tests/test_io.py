@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import struct
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+import edgepack
+from _models import Residual, mlp, mnist_cnn, randomize_bn
+from edgepack import CompressionConfig
+from edgepack.io import MAGIC, loads
+from edgepack.nn import QuantConv2d, QuantEmbedding, QuantLinear
+
+
+def _roundtrip(model: nn.Module, x: torch.Tensor, tmp_path) -> nn.Module:
+    p = tmp_path / "m.ep"
+    n = edgepack.save(model, p)
+    assert n == p.stat().st_size
+    loaded = edgepack.load(p)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    return loaded
+
+
+def test_compressed_cnn_roundtrip_bit_identical(tmp_path):
+    torch.manual_seed(0)
+    m = mnist_cnn().eval()
+    c = edgepack.compress(m)
+    loaded = _roundtrip(c, torch.randn(3, 1, 28, 28), tmp_path)
+    assert type(loaded) is nn.Sequential
+    assert [type(a) for a in loaded] == [type(b) for b in c]
+    edgepack.save(m, tmp_path / "fp32.ep")
+    ratio = (tmp_path / "fp32.ep").stat().st_size / (tmp_path / "m.ep").stat().st_size
+    assert ratio > 3.5  # int8 weights + scales vs fp32
+
+
+def test_fp32_and_mixed_modules_roundtrip(tmp_path):
+    torch.manual_seed(1)
+    m = nn.Sequential(
+        nn.Sequential(nn.Embedding(20, 8), nn.LayerNorm(8)), nn.Flatten(), nn.Linear(32, 16),
+        nn.BatchNorm1d(16), nn.GELU(approximate="tanh"), nn.Dropout(0.1), nn.Linear(16, 5),
+    )
+    randomize_bn(m)
+    m.eval()
+    x = torch.randint(0, 20, (5, 4))
+    _roundtrip(m, x, tmp_path)
+    c = edgepack.compress(m)
+    assert isinstance(c[0][0], QuantEmbedding)
+    _roundtrip(c, x, tmp_path)
+    d = nn.ModuleDict({"a": nn.ModuleList([nn.Linear(2, 3), nn.ReLU()])})
+    edgepack.save(d, tmp_path / "d.ep")
+    d2 = edgepack.load(tmp_path / "d.ep")
+    assert type(d2) is nn.ModuleDict and type(d2["a"]) is nn.ModuleList
+    assert torch.equal(d2["a"][0].weight, d["a"][0].weight)
+
+
+def test_static_and_pruned_roundtrip(tmp_path):
+    torch.manual_seed(2)
+    m = mnist_cnn().eval()
+    prune.l1_unstructured(m[9], "weight", amount=0.8)
+    calib = [torch.randn(2, 1, 28, 28)]
+    c = edgepack.compress(m, CompressionConfig(activations="static"), calib_data=calib)
+    loaded = _roundtrip(c, torch.randn(2, 1, 28, 28), tmp_path)
+    assert isinstance(loaded[0], QuantConv2d) and loaded[0].linear.is_static
+    _roundtrip(m, torch.randn(2, 1, 28, 28), tmp_path)  # pruned fp32: masks resolved
+
+
+def test_fx_graph_model_roundtrip(tmp_path):
+    torch.manual_seed(3)
+    m = Residual().eval()
+    randomize_bn(m)
+    x = torch.randn(4, 16)
+    loaded = _roundtrip(m, x, tmp_path)
+    assert isinstance(loaded, torch.fx.GraphModule)
+    c = edgepack.compress(m, example_input=x)
+    loaded = _roundtrip(c, x, tmp_path)
+    assert isinstance(loaded.get_submodule("a"), QuantLinear)
+
+
+class _Untraceable(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x) if float(x.sum()) > 0 else x
+
+
+class _Exotic(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.fft.fft(self.lin(x)).real
+
+
+def test_save_refuses_what_it_cannot_store(tmp_path):
+    with pytest.raises(TypeError, match="torch.fx"):
+        edgepack.save(_Untraceable(), tmp_path / "a.ep")
+    with pytest.raises(TypeError, match="not allowed"):
+        edgepack.save(_Exotic(), tmp_path / "b.ep")
+    with pytest.raises(TypeError, match="LSTM"):
+        edgepack.save(nn.Sequential(nn.LSTM(4, 4)), tmp_path / "c.ep")
+
+
+def _rewrite_header(buf: bytes, edit) -> bytes:
+    """Tamper with the JSON header and fix up its length and checksum (a deliberate forgery)."""
+    _, version, reserved, hlen, _ = struct.unpack_from("<8sIIQ32s", buf, 0)
+    header = json.loads(buf[56:56 + hlen])
+    data_start = 56 + hlen + ((-(56 + hlen)) % 64)
+    edit(header)
+    hb = json.dumps(header).encode()
+    head = struct.pack("<8sIIQ32s", MAGIC, version, reserved, len(hb), hashlib.sha256(hb).digest())
+    head += hb
+    head += b"\0" * ((-len(head)) % 64)
+    return head + buf[data_start:]
+
+
+def test_tampered_headers_raise_value_error(tmp_path):
+    torch.manual_seed(4)
+    c = edgepack.compress(mlp().eval())
+    p = tmp_path / "m.ep"
+    edgepack.save(c, p)
+    buf = p.read_bytes()
+    assert torch.equal(loads(_rewrite_header(buf, lambda h: None))(torch.ones(2, 32)),
+                       c(torch.ones(2, 32)))
+
+    def set_type(h):
+        h["model"]["children"][0][1]["type"] = "os.system"
+
+    def shape(h):
+        h["sections"][1]["shape"] = [3]
+
+    def features(h):
+        h["model"]["children"][0][1]["in_features"] = 31
+
+    def fx_func(h):
+        h["model"] = {"type": "fx", "modules": {}, "attrs": {}, "nodes": [
+            {"op": "placeholder", "name": "x", "target": "x", "args": {"t": []},
+             "kwargs": {"d": []}},
+            {"op": "call_function", "name": "y", "target": "builtins.eval",
+             "args": {"t": ["1"]}, "kwargs": {"d": []}},
+            {"op": "output", "name": "output", "target": "output", "args": {"t": [{"n": "y"}]},
+             "kwargs": {"d": []}}]}
+
+    def kind(h):
+        h["model"]["children"][0][1]["packed_kind"] = "pickle"
+
+    for edit in (set_type, shape, features, fx_func, kind):
+        with pytest.raises(ValueError, match="invalid edgepack file"):
+            loads(_rewrite_header(buf, edit))
+    with pytest.raises(ValueError, match="bad magic"):
+        loads(b"PK\3\4" + buf[4:])
+
+
+def test_fuzz_flips_and_truncations(tmp_path):
+    torch.manual_seed(5)
+    c = edgepack.compress(mnist_cnn().eval())
+    p = tmp_path / "m.ep"
+    edgepack.save(c, p)
+    buf = p.read_bytes()
+    x = torch.randn(1, 1, 28, 28)
+    with torch.no_grad():
+        ref = c(x)
+    rng = random.Random(0)
+    loaded_ok = 0
+    for trial in range(300):
+        b = bytearray(buf)
+        if trial % 3 == 0:
+            b = b[: rng.randrange(len(b))]
+        else:
+            for _ in range(rng.choice([1, 1, 2, 8])):
+                i = rng.randrange(len(b)) if trial % 3 == 1 else rng.randrange(min(len(b), 600))
+                b[i] ^= 1 << rng.randrange(8)
+        try:
+            m = loads(bytes(b))
+        except ValueError:
+            continue
+        with torch.no_grad():
+            assert torch.equal(m(x), ref)
+        loaded_ok += 1
+    assert loaded_ok < 300
