@@ -56,4 +56,20 @@ const GemmKernels& gemm_kernels() {
   return k;
 }
 
+// Epilogues of the GEMM driver (gemm_epilogue.h): a family of their own, same rules.
+const std::vector<GemmEpilogues>& gemm_epilogue_list() {
+  static const std::vector<GemmEpilogues> list{
+      gemm_epilogues_ref(),
+#if defined(EDGEPACK_ARCH_X86)
+      gemm_epilogues_avx512(),
+#endif
+  };
+  return list;
+}
+
+const GemmEpilogues& gemm_epilogues() {
+  static const GemmEpilogues& k = pick(gemm_epilogue_list());
+  return k;
+}
+
 }  // namespace edgepack

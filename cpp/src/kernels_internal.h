@@ -3,6 +3,7 @@
 
 #include "edgepack/gemm.h"
 #include "edgepack/quant.h"
+#include "gemm/gemm_epilogue.h"
 
 namespace edgepack {
 
@@ -15,10 +16,12 @@ QuantKernels quant_kernels_neon();
 #endif
 
 GemmKernels gemm_kernels_ref();
+GemmEpilogues gemm_epilogues_ref();
 // Per-ISA GEMM tables: declare each here, guarded by EDGEPACK_ARCH_X86 / EDGEPACK_ARCH_ARM.
 #if defined(EDGEPACK_ARCH_X86)
 GemmKernels gemm_kernels_avx2();
 GemmKernels gemm_kernels_avx512vnni();
+GemmEpilogues gemm_epilogues_avx512();
 #endif
 #if defined(EDGEPACK_ARCH_ARM)
 GemmKernels gemm_kernels_neon();

@@ -16,6 +16,7 @@ Exactness bound: K <= 65536 (|a - zp| <= 255, |w| <= 128, so the int32 sum canno
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -25,9 +26,11 @@ from ._arrays import ArrayLike, is_torch, like, to_numpy
 from .kernels import choose_qparams, quantize
 
 MAX_K: int = int(_core.GEMM_MAX_K)
+MAX_OUTPUTS: int = int(_core.GEMM_MAX_OUTPUTS)
 LAYOUT = "c4n16"
 
 _QINT = (np.int8, np.uint8)
+_F32 = (np.float32,)
 
 
 class PackedLinear:
@@ -171,6 +174,20 @@ def _float_arg(v: Any, name: str) -> float:
     return f
 
 
+def _check_outputs(x: Any, name: str, n: int) -> None:
+    """Reject M * N past the supported bound before any copy of x is made."""
+    shape = tuple(getattr(x, "shape", ()))
+    if hasattr(x, "shape") and len(shape) == 0:
+        raise ValueError(f"{name} must have at least one dimension (the last one is K)")
+    m = 1
+    for d in shape[:-1]:
+        m *= int(d)
+    if m * n >= MAX_OUTPUTS:
+        raise ValueError(
+            f"{name} has {m} rows: M * N = {m} * {n} outputs exceeds the supported 2**31"
+        )
+
+
 def _rows(a: np.ndarray, name: str, k: int) -> tuple[np.ndarray, tuple[int, ...]]:
     """Collapse leading dims: [..., K] -> ([M, K], leading shape)."""
     if a.ndim == 0:
@@ -182,6 +199,43 @@ def _rows(a: np.ndarray, name: str, k: int) -> tuple[np.ndarray, tuple[int, ...]
         )
     lead = tuple(a.shape[:-1])
     return a.reshape(-1, k), lead
+
+
+def _activations(
+    x: Any, name: str, dtypes: tuple[type, ...], p: PackedLinear
+) -> tuple[np.ndarray, tuple[int, ...] | None, bool]:
+    """(rows [M, K], leading shape or None when x already was [M, K], x is a torch tensor).
+
+    Hot path: a C-contiguous 2-D numpy array, or a plain CPU torch tensor, costs about a
+    microsecond; anything else (strided, batched, grad, other devices) takes the general route
+    through to_numpy with its checks. The native call re-checks K, dtype and M * N.
+    """
+    if type(x) is np.ndarray:
+        if x.ndim == 2 and x.flags.c_contiguous and x.dtype.type in dtypes:
+            return x, None, False
+    elif is_torch(x):
+        try:
+            arr = x.numpy()  # raises for grad, conj/neg bits, quantized and non-CPU tensors
+        except (RuntimeError, TypeError):
+            arr = None
+        if (
+            arr is not None
+            and arr.ndim == 2
+            and arr.flags.c_contiguous
+            and arr.dtype.type in dtypes
+        ):
+            return arr, None, True
+    _check_outputs(x, name, p.out_features)
+    a2, lead = _rows(to_numpy(x, name, dtypes), name, p.in_features)
+    return a2, lead, is_torch(x)
+
+
+def _wrap(out: np.ndarray, lead: tuple[int, ...] | None, n: int, torch_out: bool) -> ArrayLike:
+    if lead is not None:
+        out = out.reshape(*lead, n)
+    if torch_out:
+        return sys.modules["torch"].from_numpy(out)
+    return out
 
 
 def quantize_weights(w: ArrayLike) -> tuple[ArrayLike, ArrayLike]:
@@ -224,12 +278,10 @@ def pack_weights(w_q: ArrayLike, scale: Any, *, bias: Any = None) -> PackedLinea
 
 def gemm_s32(a: ArrayLike, packed: PackedLinear, *, a_zero_point: int = 0) -> ArrayLike:
     """int32 [..., N] = (a - a_zero_point) @ w.T exactly, for int8 or uint8 `a` [..., K]."""
-    p = _check_packed(packed)
-    arr = to_numpy(a, "a", _QINT)
-    zp = _int_arg(a_zero_point, "a_zero_point")
-    a2, lead = _rows(arr, "a", p.in_features)
-    out = _core.gemm_s32(a2, p.buffer, zp)
-    return like(out.reshape(*lead, p.out_features), a)
+    p = packed if type(packed) is PackedLinear else _check_packed(packed)
+    a2, lead, t = _activations(a, "a", _QINT, p)
+    out = _core.gemm_s32(a2, p._buf, _int_arg(a_zero_point, "a_zero_point"))
+    return _wrap(out, lead, p._n, t)
 
 
 def linear_int8(x: ArrayLike, packed: PackedLinear, *, relu: bool = False) -> ArrayLike:
@@ -237,11 +289,10 @@ def linear_int8(x: ArrayLike, packed: PackedLinear, *, relu: bool = False) -> Ar
 
     Raises ValueError if x holds NaN or inf.
     """
-    p = _check_packed(packed)
-    arr = to_numpy(x, "x", (np.float32,))
-    x2, lead = _rows(arr, "x", p.in_features)
-    out = _core.linear_int8(x2, p.buffer, bool(relu))
-    return like(out.reshape(*lead, p.out_features), x)
+    p = packed if type(packed) is PackedLinear else _check_packed(packed)
+    x2, lead, t = _activations(x, "x", _F32, p)
+    out = _core.linear_int8(x2, p._buf, bool(relu))
+    return _wrap(out, lead, p._n, t)
 
 
 def linear_q(
@@ -257,14 +308,13 @@ def linear_q(
 ) -> ArrayLike:
     """Static int8 linear: int8/uint8 a_q [..., K] (per-tensor a_scale, a_zero_point) ->
     int8/uint8 [..., N] requantized with (out_scale, out_zero_point)."""
-    p = _check_packed(packed)
-    arr = to_numpy(a_q, "a_q", _QINT)
+    p = packed if type(packed) is PackedLinear else _check_packed(packed)
     if out_dtype not in ("int8", "uint8"):
         raise ValueError(f"out_dtype must be 'int8' or 'uint8', got {out_dtype!r}")
-    a2, lead = _rows(arr, "a_q", p.in_features)
+    a2, lead, t = _activations(a_q, "a_q", _QINT, p)
     out = _core.linear_q(
         a2,
-        p.buffer,
+        p._buf,
         _float_arg(a_scale, "a_scale"),
         _int_arg(a_zero_point, "a_zero_point"),
         _float_arg(out_scale, "out_scale"),
@@ -272,7 +322,7 @@ def linear_q(
         bool(relu),
         out_dtype,
     )
-    return like(out.reshape(*lead, p.out_features), a_q)
+    return _wrap(out, lead, p._n, t)
 
 
 __all__ = [

@@ -8,7 +8,8 @@
 //   bias   f32[Np]      bias (0 where absent or padding)
 //   panels int8[Np*Kp]  the c4n16 panels of gemm.h, panel p at offset p * 16 * Kp
 // 128 + 12 * Np is a multiple of 64 (Np is a multiple of 16), so panels start 64-byte aligned
-// relative to the buffer. The checksum (FNV-1a, 64-bit words) covers every byte after the header.
+// relative to the buffer. The checksum (FNV-1a, 64-bit words) covers the whole buffer, read with
+// the checksum field zeroed.
 #pragma once
 
 #include <cstddef>
@@ -59,7 +60,9 @@ void pack_weights(const int8_t* w, std::size_t n, std::size_t k, std::size_t ldw
 // Checks the header against the buffer size (and, with verify_checksum, the payload checksum)
 // before any byte is trusted. Throws std::invalid_argument naming what is wrong.
 PackedView view_packed(const uint8_t* buf, std::size_t size, bool verify_checksum);
-uint64_t packed_checksum(const uint8_t* payload, std::size_t bytes);
+// FNV-1a (64-bit words), continuing from h: header (checksum field zeroed) then payload.
+uint64_t packed_checksum(const uint8_t* data, std::size_t bytes,
+                         uint64_t h = 1469598103934665603ull);
 // Unpacks back to int8 w[n][k] (tests and inspection).
 void unpack_weights(const PackedView& p, int8_t* w);
 

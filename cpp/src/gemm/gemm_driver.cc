@@ -18,6 +18,7 @@
 
 #include "edgepack/gemm_ops.h"
 #include "edgepack/parallel.h"
+#include "gemm/gemm_epilogue.h"
 
 namespace edgepack {
 namespace {
@@ -117,109 +118,57 @@ const uint8_t* prepare_a(const GemmKernels& gk, const PackedView& p, const uint8
   return dst;
 }
 
-// acc = raw - zpoff * colsum in wrap-around int32 arithmetic: exact when the true sum fits.
-inline int32_t correct(int32_t raw, int32_t zpoff, int32_t colsum) {
-  return static_cast<int32_t>(static_cast<uint32_t>(raw) -
-                              static_cast<uint32_t>(zpoff) * static_cast<uint32_t>(colsum));
-}
-
-// np.maximum(y, 0) semantics: NaN stays NaN, -0.0 becomes +0.0.
-inline float relu_f(float y) { return (y > 0.0f || y != y) ? y : 0.0f; }
-
+// Output writers: apply the dispatched per-tile epilogue (gemm_epilogue.h) to each tile.
 struct EpiS32 {
+  const GemmEpilogues* ep;
   int32_t* out;
   std::size_t ldo;
-  const int32_t* colsum;
+  const PackedView* p;
   int32_t zpoff;
   void operator()(std::size_t r0, std::size_t mr, std::size_t n0, std::size_t nc,
                   const int32_t* tile) const {
-    for (std::size_t r = 0; r < mr; ++r) {
-      int32_t* o = out + (r0 + r) * ldo + n0;
-      const int32_t* t = tile + r * kNR;
-      const int32_t* cs = colsum + n0;
-      if (nc == kNR) {
-        for (std::size_t j = 0; j < kNR; ++j) o[j] = correct(t[j], zpoff, cs[j]);
-      } else {
-        for (std::size_t j = 0; j < nc; ++j) o[j] = correct(t[j], zpoff, cs[j]);
-      }
-    }
+    TileEpilogueArgs e{};
+    e.colsum = p->colsum + n0;
+    e.zpoff = zpoff;
+    ep->s32(tile, mr, nc, e, out + r0 * ldo + n0, ldo);
   }
 };
 
-// y = float(acc) * float(a_scale[m] * w_scale[n]) (+ bias) (relu): reference.py epilogue_ref.
-template <bool kBias, bool kRelu>
-inline void dequant_row(const int32_t* t, const int32_t* cs, int32_t zpoff, float as,
-                        const float* ws, const float* bias, float* o, std::size_t nc) {
-  for (std::size_t j = 0; j < nc; ++j) {
-    const float mult = as * ws[j];
-    float y = static_cast<float>(correct(t[j], zpoff, cs[j])) * mult;
-    if (kBias) y = y + bias[j];
-    if (kRelu) y = relu_f(y);
-    o[j] = y;
-  }
-}
-
-template <bool kBias, bool kRelu>
 struct EpiF32 {
+  const GemmEpilogues* ep;
   float* out;
   std::size_t ldo;
   const PackedView* p;
-  const float* row_scale;   // indexed by absolute row
-  const int32_t* row_zpoff;  // indexed by absolute row
-  std::size_t row_index_base;  // subtract from the absolute row to index row_scale/zpoff
+  bool relu;
+  const float* row_scale;      // indexed by row - row_index_base
+  const int32_t* row_zpoff;    // indexed by row - row_index_base
+  std::size_t row_index_base;
   void operator()(std::size_t r0, std::size_t mr, std::size_t n0, std::size_t nc,
                   const int32_t* tile) const {
-    for (std::size_t r = 0; r < mr; ++r) {
-      const std::size_t row = r0 + r, ri = row - row_index_base;
-      float* o = out + row * ldo + n0;
-      if (nc == kNR)
-        dequant_row<kBias, kRelu>(tile + r * kNR, p->colsum + n0, row_zpoff[ri], row_scale[ri],
-                                  p->scale + n0, p->bias + n0, o, kNR);
-      else
-        dequant_row<kBias, kRelu>(tile + r * kNR, p->colsum + n0, row_zpoff[ri], row_scale[ri],
-                                  p->scale + n0, p->bias + n0, o, nc);
-    }
+    TileEpilogueArgs e{};
+    e.colsum = p->colsum + n0;
+    e.w_scale = p->scale + n0;
+    e.bias = p->has_bias ? p->bias + n0 : nullptr;
+    e.relu = relu;
+    e.row_zpoff = row_zpoff + (r0 - row_index_base);
+    e.row_scale = row_scale + (r0 - row_index_base);
+    ep->f32(tile, mr, nc, e, out + r0 * ldo + n0, ldo);
   }
 };
 
-// Requantization: reference.py quantize_ref applied to the fp32 epilogue result.
-template <bool kBias, bool kRelu, class T>
-inline void requant_row(const int32_t* t, const int32_t* cs, int32_t zpoff, float as,
-                        const float* ws, const float* bias, float inv, float lo, float hi,
-                        int32_t zp, T* o, std::size_t nc) {
-  for (std::size_t j = 0; j < nc; ++j) {
-    const float mult = as * ws[j];
-    float y = static_cast<float>(correct(t[j], zpoff, cs[j])) * mult;
-    if (kBias) y = y + bias[j];
-    if (kRelu) y = relu_f(y);
-    float v = y * inv;
-    v = std::min(std::max(v, lo), hi);
-    // Round half to even: |v| <= 383 here, so adding and removing 1.5 * 2^23 rounds exactly
-    // like rint under the default rounding mode, and vectorizes.
-    const float r = (v + 12582912.0f) - 12582912.0f;
-    o[j] = static_cast<T>(static_cast<int32_t>(r) + zp);
-  }
-}
-
-template <bool kBias, bool kRelu, class T>
-struct EpiQ {
-  T* out;
+struct EpiQ8 {
+  const GemmEpilogues* ep;
+  uint8_t* out;
   std::size_t ldo;
   const PackedView* p;
-  int32_t zpoff;
-  float a_scale, inv, lo, hi;
-  int32_t out_zp;
+  TileEpilogueArgs base;  // uniform fields filled once
   void operator()(std::size_t r0, std::size_t mr, std::size_t n0, std::size_t nc,
                   const int32_t* tile) const {
-    for (std::size_t r = 0; r < mr; ++r) {
-      T* o = out + (r0 + r) * ldo + n0;
-      if (nc == kNR)
-        requant_row<kBias, kRelu, T>(tile + r * kNR, p->colsum + n0, zpoff, a_scale,
-                                     p->scale + n0, p->bias + n0, inv, lo, hi, out_zp, o, kNR);
-      else
-        requant_row<kBias, kRelu, T>(tile + r * kNR, p->colsum + n0, zpoff, a_scale,
-                                     p->scale + n0, p->bias + n0, inv, lo, hi, out_zp, o, nc);
-    }
+    TileEpilogueArgs e = base;
+    e.colsum = p->colsum + n0;
+    e.w_scale = p->scale + n0;
+    e.bias = p->has_bias ? p->bias + n0 : nullptr;
+    ep->q8(tile, mr, nc, e, out + r0 * ldo + n0, ldo);
   }
 };
 
@@ -235,7 +184,7 @@ void gemm_s32_op(const GemmKernels& gk, const PackedView& p, const void* a, ATyp
   check_kernel(gk);
   if (m == 0) return;
   const int32_t zp_u8 = at == AType::kS8 ? a_zp + 128 : a_zp;
-  const EpiS32 epi{out, p.n, p.colsum, zp_u8 - format_offset(gk)};
+  const EpiS32 epi{&gemm_epilogues(), out, p.n, &p, zp_u8 - format_offset(gk)};
   const std::size_t chunk = rows_per_chunk(gk, p.kp);
   const auto* ab = static_cast<const uint8_t*>(a);
   for (std::size_t r0 = 0; r0 < m; r0 += chunk) {
@@ -248,9 +197,8 @@ void gemm_s32_op(const GemmKernels& gk, const PackedView& p, const void* a, ATyp
 
 namespace {
 
-template <class Epi>
 void linear_int8_run(const GemmKernels& gk, const QuantKernels& qk, const PackedView& p,
-                     const float* x, std::size_t m, std::size_t ldx, Epi epi) {
+                     const float* x, std::size_t m, std::size_t ldx, EpiF32 epi) {
   const std::size_t chunk = rows_per_chunk(gk, p.kp);
   const std::size_t k = p.k, kp = p.kp;
   const bool s8 = gk.a_format == AFormat::kS8;
@@ -304,47 +252,14 @@ void linear_int8_run(const GemmKernels& gk, const QuantKernels& qk, const Packed
   }
 }
 
-template <bool kBias, bool kRelu>
-void linear_int8_t(const GemmKernels& gk, const QuantKernels& qk, const PackedView& p,
-                   const float* x, std::size_t m, std::size_t ldx, float* out) {
-  EpiF32<kBias, kRelu> epi{out, p.n, &p, nullptr, nullptr, 0};
-  linear_int8_run(gk, qk, p, x, m, ldx, epi);
-}
-
-template <bool kBias, bool kRelu, class T>
-void linear_q_t(const GemmKernels& gk, const PackedView& p, const uint8_t* a, std::size_t lda,
-                std::size_t r0, std::size_t rows, int32_t zpoff, float a_scale, float out_scale,
-                int32_t out_zp, int32_t qmin, int32_t qmax, T* out) {
-  const float inv = 1.0f / out_scale;
-  const EpiQ<kBias, kRelu, T> epi{out,
-                                  p.n,
-                                  &p,
-                                  zpoff,
-                                  a_scale,
-                                  inv,
-                                  static_cast<float>(qmin - out_zp),
-                                  static_cast<float>(qmax - out_zp),
-                                  out_zp};
-  compute_block(gk, p, a, lda, r0, rows, epi);
-}
-
 }  // namespace
 
 void linear_int8_op(const GemmKernels& gk, const QuantKernels& qk, const PackedView& p,
                     const float* x, std::size_t m, std::size_t ldx, bool relu, float* out) {
   check_kernel(gk);
   if (m == 0) return;
-  if (p.has_bias) {
-    if (relu)
-      linear_int8_t<true, true>(gk, qk, p, x, m, ldx, out);
-    else
-      linear_int8_t<true, false>(gk, qk, p, x, m, ldx, out);
-  } else {
-    if (relu)
-      linear_int8_t<false, true>(gk, qk, p, x, m, ldx, out);
-    else
-      linear_int8_t<false, false>(gk, qk, p, x, m, ldx, out);
-  }
+  linear_int8_run(gk, qk, p, x, m, ldx,
+                  EpiF32{&gemm_epilogues(), out, p.n, &p, relu, nullptr, nullptr, 0});
 }
 
 void linear_q_op(const GemmKernels& gk, const PackedView& p, const void* a, AType at,
@@ -353,31 +268,21 @@ void linear_q_op(const GemmKernels& gk, const PackedView& p, const void* a, ATyp
   check_kernel(gk);
   if (m == 0) return;
   const int32_t zp_u8 = at == AType::kS8 ? a_zp + 128 : a_zp;
-  const int32_t zpoff = zp_u8 - format_offset(gk);
+  EpiQ8 epi{&gemm_epilogues(), static_cast<uint8_t*>(out), p.n, &p, TileEpilogueArgs{}};
+  epi.base.relu = relu;
+  epi.base.zpoff = zp_u8 - format_offset(gk);
+  epi.base.a_scale = a_scale;
+  epi.base.inv = 1.0f / out_scale;
+  epi.base.lo = static_cast<float>(qmin_of(out_dtype) - out_zp);
+  epi.base.hi = static_cast<float>(qmax_of(out_dtype) - out_zp);
+  epi.base.out_zp = out_zp;
   const std::size_t chunk = rows_per_chunk(gk, p.kp);
   const auto* ab = static_cast<const uint8_t*>(a);
-  const int32_t qmin = qmin_of(out_dtype), qmax = qmax_of(out_dtype);
   for (std::size_t r0 = 0; r0 < m; r0 += chunk) {
     const std::size_t rows = std::min(chunk, m - r0);
     std::size_t ld;
     const uint8_t* ak = prepare_a(gk, p, ab + r0 * lda, at, rows, lda, &ld);
-    // Dispatch on (bias, relu, dtype) once per chunk so the inner loops are branch-free.
-    auto go = [&](auto bias_tag, auto relu_tag) {
-      constexpr bool kB = decltype(bias_tag)::value, kR = decltype(relu_tag)::value;
-      if (out_dtype == QDType::kInt8)
-        linear_q_t<kB, kR, int8_t>(gk, p, ak, ld, r0, rows, zpoff, a_scale, out_scale, out_zp,
-                                   qmin, qmax, static_cast<int8_t*>(out));
-      else
-        linear_q_t<kB, kR, uint8_t>(gk, p, ak, ld, r0, rows, zpoff, a_scale, out_scale, out_zp,
-                                    qmin, qmax, static_cast<uint8_t*>(out));
-    };
-    using T_ = std::true_type;
-    using F_ = std::false_type;
-    if (p.has_bias) {
-      if (relu) go(T_{}, T_{}); else go(T_{}, F_{});
-    } else {
-      if (relu) go(F_{}, T_{}); else go(F_{}, F_{});
-    }
+    compute_block(gk, p, ak, ld, r0, rows, epi);
   }
 }
 

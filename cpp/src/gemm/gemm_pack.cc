@@ -29,10 +29,9 @@ std::size_t packed_size(std::size_t n, std::size_t k) {
   return kPackedHeaderBytes + 12 * np + np * kp;
 }
 
-uint64_t packed_checksum(const uint8_t* p, std::size_t bytes) {
+uint64_t packed_checksum(const uint8_t* p, std::size_t bytes, uint64_t h) {
   // FNV-1a over 64-bit words (then the tail bytes): fast enough to verify a 64 MiB buffer in
   // tens of milliseconds, and any flipped bit changes it.
-  uint64_t h = 1469598103934665603ull;
   const uint64_t prime = 1099511628211ull;
   std::size_t i = 0;
   for (; i + 8 <= bytes; i += 8) {
@@ -79,7 +78,9 @@ void pack_weights(const int8_t* w, std::size_t n, std::size_t k, std::size_t ldw
   h.kp = kp;
   h.np = np;
   h.payload_bytes = total - kPackedHeaderBytes;
-  h.checksum = packed_checksum(out + kPackedHeaderBytes, total - kPackedHeaderBytes);
+  h.checksum = 0;
+  std::memcpy(out, &h, sizeof h);
+  h.checksum = packed_checksum(out, total);
   std::memcpy(out, &h, sizeof h);
 }
 
@@ -96,6 +97,8 @@ PackedView view_packed(const uint8_t* buf, std::size_t size, bool verify_checksu
   if (h.layout != kLayoutC4N16) bad("unknown layout id " + std::to_string(h.layout));
   if (h.header_bytes != kPackedHeaderBytes) bad("bad header size");
   if ((h.flags & ~kPackedFlagBias) != 0) bad("unknown flags");
+  for (uint8_t r : h.reserved)
+    if (r != 0) bad("reserved header bytes are not zero");
   if (h.n == 0 || h.k == 0 || h.k > kMaxK || h.n >= kMaxOutputs) bad("bad shape in header");
   if (h.kp != round_up(h.k, kKP) || h.np != round_up(h.n, kNR)) bad("inconsistent padded shape");
   const std::size_t total = packed_size(h.n, h.k);
@@ -103,9 +106,14 @@ PackedView view_packed(const uint8_t* buf, std::size_t size, bool verify_checksu
   if (size != total)
     bad("buffer holds " + std::to_string(size) + " bytes but the header describes " +
         std::to_string(total) + (size < total ? " (truncated)" : ""));
-  if (verify_checksum &&
-      packed_checksum(buf + kPackedHeaderBytes, total - kPackedHeaderBytes) != h.checksum)
-    bad("checksum mismatch (corrupted data)");
+  if (verify_checksum) {
+    // The checksum covers the header (with its checksum field zeroed) and the payload.
+    PackedHeader z = h;
+    z.checksum = 0;
+    uint64_t c = packed_checksum(reinterpret_cast<const uint8_t*>(&z), sizeof z);
+    c = packed_checksum(buf + kPackedHeaderBytes, total - kPackedHeaderBytes, c);
+    if (c != h.checksum) bad("checksum mismatch (corrupted data)");
+  }
   PackedView v;
   v.n = h.n;
   v.k = h.k;
