@@ -3,6 +3,7 @@
 #include "edgepack/gemm.h"
 #include "edgepack/parallel.h"
 #include "edgepack/quant.h"
+#include "edgepack/sparse.h"
 
 namespace edgepack_py {
 
@@ -56,6 +57,10 @@ void bind_cpu(py::module_& m) {
     gemm["available"] = isa_names(edgepack::gemm_kernel_list());
     gemm["selected"] = edgepack::isa_name(edgepack::gemm_kernels().isa);
     d["gemm"] = gemm;
+    py::dict sparse;
+    sparse["available"] = isa_names(edgepack::sparse_kernel_list());
+    sparse["selected"] = edgepack::isa_name(edgepack::sparse_kernels().isa);
+    d["sparse"] = sparse;
     return d;
   });
   m.def("get_num_threads", &edgepack::get_num_threads);

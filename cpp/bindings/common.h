@@ -38,5 +38,6 @@ inline std::vector<py::ssize_t> shape_of(const py::array& a) {
 void bind_cpu(py::module_& m);
 void bind_quant(py::module_& m);
 void bind_gemm(py::module_& m);
+void bind_sparse(py::module_& m);
 
 }  // namespace edgepack_py

@@ -72,4 +72,24 @@ const GemmEpilogues& gemm_epilogues() {
   return k;
 }
 
+const std::vector<SparseKernels>& sparse_kernel_list() {
+  static const std::vector<SparseKernels> list{
+      sparse_kernels_ref(),
+#if defined(EDGEPACK_ARCH_X86)
+      sparse_kernels_avx2(),
+      sparse_kernels_avx512vnni(),
+#endif
+#if defined(EDGEPACK_ARCH_ARM)
+      sparse_kernels_neon(),
+      sparse_kernels_neondot(),
+#endif
+  };
+  return list;
+}
+
+const SparseKernels& sparse_kernels() {
+  static const SparseKernels& k = pick(sparse_kernel_list());
+  return k;
+}
+
 }  // namespace edgepack

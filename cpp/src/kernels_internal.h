@@ -4,6 +4,7 @@
 #include "edgepack/gemm.h"
 #include "edgepack/quant.h"
 #include "gemm/gemm_epilogue.h"
+#include "edgepack/sparse.h"
 
 namespace edgepack {
 
@@ -27,6 +28,16 @@ GemmEpilogues gemm_epilogues_avx512();
 GemmKernels gemm_kernels_neon();
 GemmKernels gemm_kernels_neondot();
 GemmKernels gemm_kernels_i8mm();
+#endif
+
+SparseKernels sparse_kernels_ref();
+#if defined(EDGEPACK_ARCH_X86)
+SparseKernels sparse_kernels_avx2();
+SparseKernels sparse_kernels_avx512vnni();
+#endif
+#if defined(EDGEPACK_ARCH_ARM)
+SparseKernels sparse_kernels_neon();
+SparseKernels sparse_kernels_neondot();
 #endif
 
 }  // namespace edgepack

@@ -22,6 +22,14 @@ from .quantize import CompressionConfig
 from .quantize.compress import compress
 from .quantize.qat import convert_qat, prepare_qat, strip_qat
 from .report import report
+from .sparse import (
+    PackedSparseLinear,
+    linear_auto,
+    pack_auto,
+    pack_sparse,
+    sparse_crossover,
+    sparse_linear_int8,
+)
 
 __version__ = "0.1.0"
 
@@ -61,6 +69,7 @@ __all__ = [
     "optimize",
     "save",
     "PackedLinear",
+    "PackedSparseLinear",
     "choose_qparams",
     "convert_qat",
     "distill",
@@ -74,8 +83,13 @@ __all__ = [
     "linear_int8",
     "linear_q",
     "pack_weights",
+    "linear_auto",
+    "pack_auto",
+    "pack_sparse",
     "quantize",
     "quantize_dynamic",
     "quantize_weights",
     "set_num_threads",
+    "sparse_crossover",
+    "sparse_linear_int8",
 ]

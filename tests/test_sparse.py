@@ -1,0 +1,286 @@
+"""Sparse int8 packing and kernels: bit-exact against edgepack.reference on pruned weights, on
+every ISA this CPU runs (EDGEPACK_ISA subprocesses) and at 1 and 2 threads; errors; the packed
+buffer's round trip and corruption handling; size at 90% sparsity."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgepack
+from edgepack import _core
+from edgepack.reference import linear_int8_ref
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pruned(n, k, sparsity, *, structure="unstructured", block=4, seed=0):
+    rng = np.random.default_rng(seed)
+    w = rng.integers(-128, 128, size=(n, k), dtype=np.int16).astype(np.int8)
+    if structure == "unstructured":
+        w[rng.random((n, k)) < sparsity] = 0
+    else:
+        kb = -(-k // block)
+        keep = rng.random((n, kb)) >= sparsity
+        w = w * np.repeat(keep, block, axis=1)[:, :k].astype(np.int8)
+    return np.ascontiguousarray(w.astype(np.int8))
+
+
+def layer(n, k, sparsity, seed=0, **kw):
+    rng = np.random.default_rng(seed + 1)
+    w = pruned(n, k, sparsity, seed=seed, **kw)
+    scale = rng.uniform(1e-3, 5e-2, n).astype(np.float32)
+    bias = rng.uniform(-1, 1, n).astype(np.float32)
+    return w, scale, bias
+
+
+def xs(m, k, seed=0):
+    return np.random.default_rng(seed + 2).standard_normal((m, k)).astype(np.float32) * 3
+
+
+@pytest.fixture(params=[1, 2], ids=["1thread", "2threads"])
+def threads(request):
+    old = edgepack.get_num_threads()
+    edgepack.set_num_threads(request.param)
+    yield request.param
+    edgepack.set_num_threads(old)
+
+
+@pytest.mark.parametrize("sparsity", [0.5, 0.7, 0.9, 0.99])
+@pytest.mark.parametrize("structure", ["unstructured", "block"])
+@pytest.mark.parametrize("blk", [4, 8, 16])
+def test_bit_exact_vs_reference(sparsity, structure, blk, threads):
+    n, k = 45, 203  # K not a multiple of any block: padded
+    w, scale, bias = layer(n, k, sparsity, structure=structure, block=blk, seed=blk)
+    p = edgepack.pack_sparse(w, scale, bias=bias, block=(1, blk))
+    for m in list(range(1, 11)) + [33, 64, 100]:
+        x = xs(m, k, seed=m)
+        for relu in (False, True):
+            got = edgepack.sparse_linear_int8(x, p, relu=relu)
+            want = linear_int8_ref(x, w, scale, bias, relu)
+            assert got.dtype == np.float32 and got.shape == (m, n)
+            np.testing.assert_array_equal(got, want, err_msg=f"M={m} relu={relu}")
+
+
+def test_no_bias_large_shape(threads):
+    w, scale, _ = layer(256, 1024, 0.9, structure="block")
+    p = edgepack.pack_sparse(w, scale)
+    x = xs(70, 1024)
+    np.testing.assert_array_equal(edgepack.sparse_linear_int8(x, p), linear_int8_ref(x, w, scale))
+
+
+def test_extreme_values():
+    # a = 0/255 everywhere against w = -128/127: the products that break saturating int8 paths.
+    k, n = 4096, 20
+    rng = np.random.default_rng(3)
+    w = np.where(rng.random((n, k)) < 0.5, -128, 127).astype(np.int8)
+    w[rng.random((n, k)) < 0.5] = 0
+    scale = np.full(n, 0.02, np.float32)
+    x = np.where(rng.random((4, k)) < 0.5, 0.0, 7.0).astype(np.float32)
+    x[1] = -x[1]
+    p = edgepack.pack_sparse(w, scale)
+    np.testing.assert_array_equal(edgepack.sparse_linear_int8(x, p), linear_int8_ref(x, w, scale))
+
+
+def test_batch_dims_and_torch():
+    torch = pytest.importorskip("torch")
+    w, scale, bias = layer(24, 40, 0.8)
+    p = edgepack.pack_sparse(
+        torch.from_numpy(w), torch.from_numpy(scale), bias=torch.from_numpy(bias)
+    )
+    x = xs(6, 40).reshape(2, 3, 40)
+    y = edgepack.sparse_linear_int8(x, p, relu=True)
+    assert y.shape == (2, 3, 24)
+    want = linear_int8_ref(x.reshape(6, 40), w, scale, bias, True).reshape(2, 3, 24)
+    np.testing.assert_array_equal(y, want)
+    yt = edgepack.sparse_linear_int8(torch.from_numpy(x), p, relu=True)
+    assert isinstance(yt, torch.Tensor) and yt.dtype == torch.float32
+    np.testing.assert_array_equal(yt.numpy(), want)
+    # strided input is copied, not misread
+    xt = torch.from_numpy(xs(40, 6)).t()
+    np.testing.assert_array_equal(
+        edgepack.sparse_linear_int8(xt, p).numpy(),
+        linear_int8_ref(np.ascontiguousarray(xt.numpy()), w, scale, bias),
+    )
+
+
+def test_empty_batch():
+    w, scale, _ = layer(8, 16, 0.5)
+    p = edgepack.pack_sparse(w, scale)
+    assert edgepack.sparse_linear_int8(np.zeros((0, 16), np.float32), p).shape == (0, 8)
+
+
+def test_properties_and_unpack():
+    w, scale, bias = layer(33, 70, 0.9, structure="block")
+    p = edgepack.pack_sparse(w, scale, bias=bias, block=(1, 4))
+    assert p.shape == (33, 70) and p.block == (1, 4) and p.has_bias
+    assert p.nnz == int(np.count_nonzero(w))
+    assert p.sparsity == pytest.approx(1 - np.count_nonzero(w) / w.size)
+    w2, s2, b2 = p.unpack()
+    np.testing.assert_array_equal(w2, w)
+    np.testing.assert_array_equal(s2, scale)
+    np.testing.assert_array_equal(b2, bias)
+    assert "PackedSparseLinear" in repr(p)
+
+
+def test_packed_size_at_90_percent():
+    # Deterministic (no timing): 1x4 block-pruned at 90%, indices and metadata included.
+    n = k = 1024
+    w, scale, bias = layer(n, k, 0.9, structure="block", block=4)
+    p = edgepack.pack_sparse(w, scale, bias=bias, block=(1, 4))
+    assert p.nbytes <= 0.2 * n * k, p.nbytes / (n * k)
+
+
+def test_roundtrip_and_pickle():
+    w, scale, bias = layer(19, 50, 0.7)
+    p = edgepack.pack_sparse(w, scale, bias=bias, block=(1, 8))
+    b = p.to_bytes()
+    assert isinstance(b, bytes) and len(b) == p.nbytes and b[:8] == b"EPSPARSE"
+    q = edgepack.PackedSparseLinear.from_bytes(b)
+    assert q.to_bytes() == b
+    x = xs(5, 50)
+    np.testing.assert_array_equal(
+        edgepack.sparse_linear_int8(x, q), edgepack.sparse_linear_int8(x, p)
+    )
+    r = pickle.loads(pickle.dumps(p))
+    assert r.to_bytes() == b
+    assert edgepack.PackedSparseLinear.from_bytes(bytearray(b)).to_bytes() == b
+    assert edgepack.PackedSparseLinear.from_bytes(memoryview(b)).to_bytes() == b
+
+
+def test_corruption_never_crashes():
+    w, scale, bias = layer(37, 45, 0.6)
+    b = bytearray(edgepack.pack_sparse(w, scale, bias=bias).to_bytes())
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        c = bytearray(b)
+        for i in rng.integers(0, len(c), size=rng.integers(1, 4)):
+            c[i] ^= int(rng.integers(1, 256))
+        with pytest.raises(ValueError, match="corrupt sparse buffer"):
+            edgepack.PackedSparseLinear.from_bytes(bytes(c))
+    for cut in list(range(0, 80)) + list(rng.integers(0, len(b), size=50)):
+        with pytest.raises(ValueError, match="corrupt sparse buffer"):
+            edgepack.PackedSparseLinear.from_bytes(bytes(b[:cut]))
+    with pytest.raises(ValueError):
+        edgepack.PackedSparseLinear.from_bytes(bytes(b) + b"\0")
+    for _ in range(20):
+        with pytest.raises(ValueError):
+            edgepack.PackedSparseLinear.from_bytes(rng.bytes(int(rng.integers(0, 2000))))
+    with pytest.raises(ValueError, match="version"):
+        c = bytearray(b)
+        c[8] = 9
+        edgepack.PackedSparseLinear.from_bytes(bytes(c))
+    with pytest.raises(TypeError):
+        edgepack.PackedSparseLinear.from_bytes("not bytes")  # type: ignore[arg-type]
+
+
+def test_errors():
+    w, scale, bias = layer(8, 16, 0.5)
+    for block in [(1, 3), (2, 4), (1, 32), 4, "1x4", (1, 4.0)]:
+        with pytest.raises(ValueError, match="block"):
+            edgepack.pack_sparse(w, scale, block=block)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="w_q"):
+        edgepack.pack_sparse(w.astype(np.float32), scale)
+    with pytest.raises(ValueError, match="w_q"):
+        edgepack.pack_sparse(w[0], scale)
+    with pytest.raises(ValueError, match="w_q"):
+        edgepack.pack_sparse(np.zeros((1, 65537), np.int8), 1.0)
+    with pytest.raises(ValueError, match="scale"):
+        edgepack.pack_sparse(w, scale[:3])
+    with pytest.raises(ValueError, match="scale"):
+        edgepack.pack_sparse(w, -scale)
+    with pytest.raises(ValueError, match="scale"):
+        edgepack.pack_sparse(w, np.full(8, np.nan))
+    with pytest.raises(ValueError, match="bias"):
+        edgepack.pack_sparse(w, scale, bias=bias[:2])
+    with pytest.raises(ValueError, match="bias"):
+        edgepack.pack_sparse(w, scale, bias=np.full(8, np.inf))
+    p = edgepack.pack_sparse(w, 0.5)  # one scale for all channels
+    np.testing.assert_array_equal(p.unpack()[1], np.full(8, 0.5, np.float32))
+    with pytest.raises(ValueError, match="K = 16"):
+        edgepack.sparse_linear_int8(xs(2, 15), p)
+    with pytest.raises(TypeError, match="x"):
+        edgepack.sparse_linear_int8(xs(2, 16).astype(np.float64), p)
+    with pytest.raises(TypeError, match="packed"):
+        edgepack.sparse_linear_int8(xs(2, 16), w)  # type: ignore[arg-type]
+    x = xs(3, 16)
+    x[1, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        edgepack.sparse_linear_int8(x, p)
+    x[1, 2] = np.inf
+    with pytest.raises(ValueError, match="inf"):
+        edgepack.sparse_linear_int8(x, p)
+
+
+_ISA_SCRIPT = textwrap.dedent(
+    """
+    import numpy as np, edgepack
+    from edgepack import _core
+    from edgepack.reference import linear_int8_ref
+    import test_sparse as t
+    assert edgepack.cpu_info()["kernels"]["sparse"] == "{isa}", edgepack.cpu_info()["kernels"]
+    for threads in (1, 2):
+        edgepack.set_num_threads(threads)
+        for blk in (4, 8, 16):
+            for sp, st in ((0.6, "unstructured"), (0.9, "block"), (0.0, "unstructured")):
+                w, s, b = t.layer(37, 130, sp, structure=st, block=blk, seed=blk)
+                p = edgepack.pack_sparse(w, s, bias=b, block=(1, blk))
+                for m in (1, 2, 3, 5, 8, 9, 16, 17, 40, 64, 65, 130):
+                    x = t.xs(m, 130, seed=m)
+                    got = edgepack.sparse_linear_int8(x, p, relu=m % 2 == 1)
+                    want = linear_int8_ref(x, w, s, b, m % 2 == 1)
+                    assert np.array_equal(got, want), (threads, blk, sp, m)
+    print("ok")
+    """
+)
+
+
+@pytest.mark.parametrize("isa", _core.kernel_families()["sparse"]["available"])
+def test_every_isa_subprocess(isa):
+    if isa not in _core.supported_isas():
+        pytest.skip(f"{isa} not supported by this CPU")
+    env = dict(os.environ)
+    env["EDGEPACK_ISA"] = isa
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(ROOT / "python"), str(ROOT / "tests"), env.get("PYTHONPATH", "")]
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", _ISA_SCRIPT.format(isa=isa)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
+
+
+def test_pack_auto_needs_dense_path():
+    # pack_auto compares against the dense GEMM (edgepack.pack_weights / linear_int8, issue 3),
+    # which lives on another branch until the merge: skip ONLY while that symbol is missing.
+    if not hasattr(edgepack, "pack_weights") or not hasattr(edgepack, "linear_int8"):
+        pytest.skip("edgepack.pack_weights / linear_int8 (dense GEMM) not in this build yet")
+    n, k = 256, 512
+    edgepack.sparse.sparse_crossover.__globals__["_CROSSOVER"].clear()
+    c = edgepack.sparse_crossover(n, k, batch=1)
+    assert 0.0 <= c <= 1.0
+    assert edgepack.sparse_crossover(n, k, batch=1) == c  # cached: measured once
+    w, scale, bias = layer(n, k, 0.0)
+    very_sparse = pruned(n, k, 0.99, structure="block")
+    x = xs(1, k)
+    for wq in (w, very_sparse):
+        packed = edgepack.pack_auto(wq, scale, bias=bias, batch=1)
+        np.testing.assert_array_equal(
+            edgepack.linear_auto(x, packed), linear_int8_ref(x, wq, scale, bias)
+        )
+    # Sparse exactly when the layer's block sparsity reaches the measured crossover.
+    for wq in (w, very_sparse):
+        bs = edgepack.pack_sparse(wq, scale).block_sparsity
+        chosen = edgepack.pack_auto(wq, scale, batch=1)
+        assert isinstance(chosen, edgepack.PackedSparseLinear) == (bs >= c), (bs, c)
