@@ -289,6 +289,9 @@ def test_gradual_pruner_in_a_training_loop():
     assert seen[12] == pytest.approx(0.9)
     assert all(seen[a] < seen[b] for a, b in zip(sorted(seen), sorted(seen)[1:]))
     assert gp.state_dict() == {"last_step": 15}
+    for m in (model[0], model[3], model[5]):  # one mask per layer, not one per pruning step
+        hooks = list(m._forward_pre_hooks.values())
+        assert len(hooks) == 1 and isinstance(hooks[0], torch.nn.utils.prune.CustomFromMask)
 
 
 def test_gradual_pruner_blocks_and_n_of_m():
@@ -310,9 +313,8 @@ def test_gradual_pruner_blocks_and_n_of_m():
     gp.step(0)
     assert prune.sparsity_report(model).zeros == 0
     gp.step(1)  # sparsity(1) = 0.5 - 0.5 * (2/3)^3 = 0.35 -> 1 of every 4 pruned
-    assert prune.sparsity_report(model).layers[0].structure == "3:4" or (
-        prune.sparsity_report(model).sparsity == pytest.approx(0.25)
-    )
+    rep = prune.sparsity_report(model)
+    assert rep.layers[0].structure == "3:4" and rep.sparsity == pytest.approx(0.25)
     gp.step(3)
     rep = prune.sparsity_report(model)
     assert rep.sparsity == pytest.approx(0.5) and rep.layers[0].structure == "2:4"
@@ -557,6 +559,14 @@ def test_channels_refuses_residual_naming_nodes():
     assert small.conv2.out_channels == 8
 
 
+def test_channels_verification_catches_a_wrong_shrink(monkeypatch):
+    model = bn_cnn(padding=0)
+    x = torch.randn(2, 3, 12, 12)
+    monkeypatch.setattr(prune.structured, "_absorb", lambda *args: None)  # forget the BN shift
+    with pytest.raises(RuntimeError, match="verification failed"):
+        prune.channels(model, 0.5, example_input=x)
+
+
 def test_channels_misc_errors():
     model = mnist_cnn()
     with pytest.raises(TypeError, match="example_input"):
@@ -588,3 +598,50 @@ def test_channels_of_masked_model_does_not_touch_input():
     small = prune.channels(model, 0.25, example_input=x)
     assert _same_state(model, state) and hasattr(model[0], "weight_mask")
     assert not hasattr(small[0], "weight_mask") and small[0].out_channels == 24
+
+
+def test_channels_output_layer_behind_layernorm_is_left_alone():
+    torch.manual_seed(8)
+    model = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 6), nn.LayerNorm(6))
+    x = torch.randn(4, 8)
+    small = prune.channels(model, 0.5, example_input=x)
+    assert (small[0].out_features, small[2].in_features, small[2].out_features) == (8, 8, 6)
+    with torch.no_grad():
+        assert torch.allclose(small(x), _masked(model, ["0"], 0.5)(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("amount", [0.0, 0.1, 0.3, 0.7, 0.9, 0.99])
+def test_channels_amounts(amount):
+    model = bn_cnn(padding=0)
+    x = torch.randn(2, 3, 12, 12)
+    small = prune.channels(model, amount, example_input=x).eval()
+    expect = [8 - min(round(amount * 8), 7), 12 - min(round(amount * 12), 11)]
+    assert [small[0].out_channels, small[3].out_channels] == expect
+    with torch.no_grad():
+        ref = _masked(model, ["0", "3"], amount)
+        assert torch.allclose(small(x), ref(x), rtol=1e-5, atol=1e-5)
+
+
+def test_channels_mlp_with_batchnorm1d():
+    torch.manual_seed(9)
+    model = nn.Sequential(
+        nn.Linear(10, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 3)
+    )
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-1, 1)
+        model[1].bias.uniform_(0.2, 0.8)
+    x = torch.randn(4, 10)
+    small = prune.channels(model, 0.5, example_input=x).eval()
+    assert (small[0].out_features, small[1].num_features, small[4].in_features) == (8, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(small(x), _masked(model, ["0"], 0.5)(x), rtol=1e-5, atol=1e-5)
+
+
+def test_ties_are_broken_by_position_and_remove_is_a_noop_on_dense():
+    model = nn.Sequential(nn.Linear(5, 4))
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+    assert prune.remove(model) is model  # nothing pruned yet: no-op
+    prune.magnitude(model, 0.5)
+    w = model[0].weight.detach().flatten()
+    assert bool((w[:10] == 0).all()) and bool((w[10:] == 1).all())

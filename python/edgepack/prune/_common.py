@@ -11,7 +11,7 @@ import fnmatch
 import itertools
 import math
 from collections.abc import Iterable, Sequence
-from typing import Union
+from typing import Optional, Union
 
 import torch
 from torch import nn
@@ -157,23 +157,48 @@ def as_matrix(weight: torch.Tensor) -> torch.Tensor:
 
 
 def smallest(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Indices of the k smallest scores, ties broken by position (stable, so reproducible)."""
+    """Bool mask of the k smallest of 1-D ``scores``; ties go to the earliest positions.
+
+    kthvalue + a tie fix-up instead of a full argsort: global scope ranks every weight of the
+    model at once, and an argsort's int64 index array would cost 8 bytes per weight.
+    """
+    n = scores.numel()
     if k <= 0:
-        return torch.zeros(0, dtype=torch.long)
-    return torch.argsort(scores, stable=True)[:k]
+        return torch.zeros(n, dtype=torch.bool)
+    if k >= n:
+        return torch.ones(n, dtype=torch.bool)
+    threshold = scores.kthvalue(k).values
+    chosen = scores < threshold
+    ties = (scores == threshold).nonzero().flatten()
+    chosen[ties[: k - int(chosen.sum())]] = True
+    return chosen
+
+
+def _weight_hook(module: nn.Module) -> Optional[tprune.BasePruningMethod]:
+    for hook in module._forward_pre_hooks.values():
+        if isinstance(hook, tprune.BasePruningMethod) and hook._tensor_name == "weight":
+            return hook
+    return None
 
 
 def apply_masks(plan: Sequence[tuple[nn.Module, torch.Tensor]]) -> None:
     """Install masks through torch.nn.utils.prune (weight = weight_orig * weight_mask).
 
-    custom_from_mask is a 'global' method, so on an already pruned layer torch multiplies the new
-    mask into the old one; callers pass masks that already contain the old zeros, so the product
-    is exactly the planned mask.
+    The first time a layer is pruned, custom_from_mask sets up the parametrization. Later calls
+    write the new mask into the existing ``weight_mask`` buffer (callers pass masks that already
+    contain the old zeros) instead of stacking another method into a PruningContainer, which
+    would keep one full-size mask per call alive (hundreds over a gradual schedule).
     """
     for module, mask in plan:
-        weight = getattr(module, "weight_orig", None)
-        if weight is None:
-            weight = module.weight
+        hook = _weight_hook(module)
+        old = getattr(module, "weight_mask", None)
+        if hook is not None and isinstance(old, torch.Tensor):
+            with torch.no_grad():
+                old.copy_(mask.to(dtype=old.dtype))
+            # what the forward pre-hook would do: refresh the attribute used until then
+            module.weight = hook.apply_mask(module)
+            continue
+        weight = module.weight
         assert isinstance(weight, torch.Tensor)
         tprune.custom_from_mask(module, "weight", mask.to(dtype=weight.dtype))
 

@@ -68,7 +68,6 @@ class Chain:
     batchnorms: list[fx.Node] = field(default_factory=list)
     consumers: list[Consumer] = field(default_factory=list)
     blockers: list[tuple[fx.Node, str]] = field(default_factory=list)
-    reaches_output: bool = False
 
 
 def describe(node: fx.Node) -> str:
@@ -112,17 +111,34 @@ class ChannelGraph:
             elif node.op == "get_attr":
                 owner = str(node.target).rsplit(".", 1)[0] if "." in str(node.target) else ""
                 self.attr_reads.setdefault(owner, []).append(node)
+        self._producers = [
+            n
+            for n in gm.graph.nodes
+            if isinstance(self.module(n), (nn.Linear, nn.Conv2d))
+            and not isinstance(self.module(n), nn.modules.linear.NonDynamicallyQuantizableLinear)
+        ]
 
     def module(self, node: fx.Node) -> Optional[nn.Module]:
         return self.modules.get(str(node.target)) if node.op == "call_module" else None
 
     def producers(self) -> list[fx.Node]:
-        return [
-            n
-            for n in self.gm.graph.nodes
-            if isinstance(self.module(n), (nn.Linear, nn.Conv2d))
-            and not isinstance(self.module(n), nn.modules.linear.NonDynamicallyQuantizableLinear)
-        ]
+        """Calls of prunable layers (nn.Linear / nn.Conv2d), in graph order."""
+        return list(self._producers)
+
+    def reaches_output(self, producer: fx.Node) -> bool:
+        """Whether the model output depends on this layer other than through another
+        Linear/Conv2d: then it is an output layer (its channels are outputs, or are mixed into
+        them by e.g. a LayerNorm) and channel removal must leave it alone."""
+        layers = set(self._producers)
+        stack, seen = [producer], {producer}
+        while stack:
+            for user in stack.pop().users:
+                if user.op == "output":
+                    return True
+                if user not in seen and user not in layers:
+                    seen.add(user)
+                    stack.append(user)
+        return False
 
     def _usage_problem(self, node: fx.Node) -> Optional[str]:
         """Modules whose parameters we slice must be called once and not read via get_attr."""
@@ -160,7 +176,7 @@ class ChannelGraph:
     def _step(self, src: fx.Node, user: fx.Node, layout: Layout, chain: Chain) -> Optional[Layout]:
         """Classify one use of the channels; returns the layout to keep walking with, or None."""
         if user.op == "output":
-            chain.reaches_output = True
+            chain.blockers.append((user, "the channels are model outputs"))
             return None
         per_channel_4d = not layout.flat and layout.rank == 4 and layout.dim == 1
         mod = self.module(user)

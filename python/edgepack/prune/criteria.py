@@ -104,13 +104,11 @@ def _prune_units(units: Sequence[_Units], amount: float, scope: str) -> None:
     plan: list[tuple[nn.Module, torch.Tensor]] = []
     if scope == "layer":
         for u in units:
-            keep = torch.ones(u.scores.numel(), dtype=torch.bool)
-            keep[smallest(u.scores, round(amount * u.scores.numel()))] = False
+            keep = ~smallest(u.scores, round(amount * u.scores.numel()))
             plan.append((u.module, u.expand(keep) & u.old_mask))
     else:
         scores = torch.cat([u.scores for u in units])
-        keep_all = torch.ones(scores.numel(), dtype=torch.bool)
-        keep_all[smallest(scores, round(amount * scores.numel()))] = False
+        keep_all = ~smallest(scores, round(amount * scores.numel()))
         start = 0
         for u in units:
             n = u.scores.numel()

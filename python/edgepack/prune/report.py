@@ -12,7 +12,7 @@ from ._common import as_matrix, check_model, effective_weight, is_prunable
 
 # Block widths along K and N:M patterns looked for, most useful first.
 _BLOCK_WIDTHS = (16, 8, 4, 2)
-_N_M = ((1, 4), (1, 2), (2, 4), (4, 8))
+_N_M = ((1, 4), (1, 2), (2, 4), (4, 8), (3, 4))
 
 
 @dataclass
