@@ -20,6 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("info", help="detected CPU features and the kernels in use").set_defaults(
         func=_cmd_info
     )
+    from .cli_demo import add_subcommands
+
+    add_subcommands(sub)
     return p
 
 

@@ -239,6 +239,10 @@ class Recipe:
     alpha: float = 0.7
     seed: int = 0
     report_batch: int = 64
+    threads: tuple[int, ...] | None = None  # report threads; None: (1, all cores)
+    # pruned layers are stored block-sparse whatever their speed (the file is the point);
+    # "auto" would pick per layer by measured speed
+    sparse: str = "always"
     repeats: int = 30
     variants: tuple[str, ...] = ("int8", "pruned", "distilled", "optimized", "all")
     log: list[str] = field(default_factory=list)
@@ -286,7 +290,8 @@ def build_variants(teacher: nn.Module, data: Data, r: Recipe, *,
         pruned = _prune_while_training(copy.deepcopy(teacher), xtr, ytr, r, r.prune_amount,
                                        r.finetune_epochs, progress, "prune + fine-tune",
                                        teacher=teacher)
-        out[f"pruned{round(100 * r.prune_amount)}+int8"] = edgepack.compress(pruned)
+        out[f"pruned{round(100 * r.prune_amount)}+int8"] = edgepack.compress(
+            pruned, edgepack.CompressionConfig(sparse=r.sparse))
     student: nn.Module | None = None
     if "distilled" in r.variants or "all" in r.variants:
         torch.manual_seed(r.seed + 2)
@@ -303,7 +308,8 @@ def build_variants(teacher: nn.Module, data: Data, r: Recipe, *,
         qat = prepare_qat(student)
         _prune_while_training(qat, xtr, ytr, r, r.all_prune_amount, r.finetune_epochs,
                               progress, "all: prune + QAT + distill", teacher=teacher)
-        out["all"] = edgepack.compress(strip_qat(qat).eval())
+        out["all"] = edgepack.compress(strip_qat(qat).eval(),
+                                       edgepack.CompressionConfig(sparse=r.sparse))
     r.log.append(f"variants built in {time.perf_counter() - t0:.1f} s")
     return out
 
@@ -332,7 +338,8 @@ def run(data: Data, r: Recipe, *, progress: bool = True, json_path: str | None =
         return accuracy(m, xte, yte)
 
     rep = edgepack.report(teacher, variants, eval_fn=eval_fn, example_input=xte[:r.report_batch],
-                          batch_sizes=(1, r.report_batch), json_path=json_path,
+                          batch_sizes=(1, r.report_batch), threads=r.threads,
+                          json_path=json_path,
                           plot_path=plot_path, metric_name="test acc %", repeats=r.repeats,
                           progress=progress)
     return rep, teacher, variants
