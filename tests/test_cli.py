@@ -43,7 +43,7 @@ def test_compress_and_report(tmp_path, capsys):
     torch.jit.script(model).save(str(scripted))
     js = tmp_path / "r.json"
     assert main(["report", str(scripted), f"int8={out}", "--input-shape", "1,1,28,28",
-                 "--batch", "4", "--json", str(js), "--no-progress"]) == 0
+                 "--batch", "4", "--threads", "1", "--json", str(js), "--no-progress"]) == 0
     d = json.loads(js.read_text())
     assert [m["name"] for m in d["models"]] == ["fp32", "int8"]
     assert d["models"][1]["size_ratio"] > 3

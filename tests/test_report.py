@@ -76,11 +76,12 @@ def test_batch_of():
 def test_forward_peak_sees_torch_allocations():
     class Big(nn.Module):
         def forward(self, x):
-            return x.repeat(1, 1024)  # 4 MiB output at batch 1024 x 1024 floats
+            return x.repeat(1, 4096)  # a 16 MiB output
 
     x = torch.randn(1024, 1)
     peak = forward_peak_bytes(Big(), x)
-    assert peak is not None and peak >= 0.9 * 4 * 1024 * 1024
+    # a lower bound (free heap memory is reused), but it sees the tensor torch allocates
+    assert peak is not None and peak >= 0.75 * 16 * 1024 * 1024
 
 
 def test_report_bad_input():

@@ -61,6 +61,8 @@ def add_subcommands(sub: Any) -> None:
     _model_args(r)
     r.add_argument("--input-shape", required=True, help="example input shape, batch first")
     r.add_argument("--batch", type=int, default=32, help="the larger batch size measured")
+    r.add_argument("--threads", default=None, help="comma-separated thread counts "
+                   "(default: 1 and all cores)")
     r.add_argument("--eval", choices=("digits",), default=None,
                    help="measure test accuracy on scikit-learn digits (1x28x28 models)")
     r.add_argument("--mnist", metavar="PATH", help="measure test accuracy on this MNIST")
@@ -141,6 +143,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         recipe.epochs, recipe.finetune_epochs, recipe.repeats = 1, 1, 3
         recipe.report_batch = 8
         recipe.threads = (1,)
+        recipe.min_time_s = 0.0
     if args.epochs is not None:
         recipe.epochs = args.epochs
     if args.finetune_epochs is not None:
@@ -229,6 +232,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         metric = "test acc %"
     rep = edgepack.report(original, variants, eval_fn=eval_fn, example_input=example,
                           batch_sizes=(1, args.batch), json_path=args.json,
+                          threads=_shape(args.threads) if args.threads else None,
                           plot_path=args.plot if eval_fn is not None else None,
                           metric_name=metric, progress=not args.no_progress)
     print(rep.table())

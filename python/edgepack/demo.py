@@ -244,6 +244,7 @@ class Recipe:
     # "auto" would pick per layer by measured speed
     sparse: str = "always"
     repeats: int = 30
+    min_time_s: float = 0.2           # per latency cell, at least this long (or repeats runs)
     variants: tuple[str, ...] = ("int8", "pruned", "distilled", "optimized", "all")
     log: list[str] = field(default_factory=list)
 
@@ -341,5 +342,6 @@ def run(data: Data, r: Recipe, *, progress: bool = True, json_path: str | None =
                           batch_sizes=(1, r.report_batch), threads=r.threads,
                           json_path=json_path,
                           plot_path=plot_path, metric_name="test acc %", repeats=r.repeats,
+                          min_time_s=r.min_time_s,
                           progress=progress)
     return rep, teacher, variants
