@@ -136,3 +136,23 @@ def test_bad_input():
         q(torch.randn(3, 5))
     with pytest.raises(ValueError, match="NaN"):
         q(torch.full((1, 4), float("nan")))
+
+
+@pytest.mark.parametrize("conv", [False, True])
+def test_deployed_model_computes_what_qat_trained(conv):
+    """convert_qat (strip + edgepack.compress) runs the int8 kernels: the same numbers as the
+    fake-quant forward, bit for bit, because both follow reference.linear_int8_ref."""
+    torch.manual_seed(4)
+    if conv:
+        model = nn.Sequential(nn.Conv2d(2, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 4, 3),
+                              nn.Flatten(), nn.Linear(4 * 5 * 5, 3))
+        x = torch.randn(3, 2, 7, 7)
+    else:
+        model = nn.Sequential(nn.Linear(20, 33), nn.ReLU(), nn.Linear(33, 5))
+        x = torch.randn(7, 20)
+    q = prepare_qat(model).eval()
+    import edgepack
+
+    deployed = edgepack.convert_qat(q)
+    with torch.inference_mode():
+        assert torch.equal(q(x), deployed(x))
