@@ -158,6 +158,17 @@ TEST(sparse_kernels_match_dense_spec_tiles) {
   }
 }
 
+TEST(sparse_kernels_multi_window) {
+  // N past several 128-row sort windows (and a partial last window): slice groups that do not
+  // start at 0, the window-buffered epilogue, GEMV slice ranges split over threads.
+  for (std::size_t blk : {4, 8}) {
+    const Layer l = make_layer(300, 70, Pattern::kRandom, 0.75, blk);
+    check_all_kernels(l, blk, {1, 2, 17, 33}, false, "windows");
+  }
+  const Layer big = make_layer(1100, 64, Pattern::kBlocks, 0.9, 4);
+  check_all_kernels(big, 4, {1, 5, 40}, false, "windows-big");
+}
+
 TEST(sparse_kernels_patterns_and_extremes) {
   const Pattern pats[] = {Pattern::kDense, Pattern::kZero, Pattern::kOne, Pattern::kExtreme,
                           Pattern::kBlocks};

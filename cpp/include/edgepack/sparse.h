@@ -10,7 +10,7 @@
 //     count (descending, stable, within windows of 128 rows: outputs of a slice stay close) and
 //     cut into slices of 16 rows; a slice has as many "steps" as its longest row, shorter rows
 //     are padded with zero blocks (index 0). Sorting keeps padding small, so bytes ~
-//     nnz_blocks * (B + 2). Loaders accept any permutation (the kernels do not depend on it).
+//     nnz_blocks * (B + 2). Loaders check that perm keeps every row inside its window.
 //   * Step e of a slice holds one block per lane (row): idx[e*16 + lane] (uint16 block column;
 //     Kb <= 16384 because K <= kMaxK) and values in kernel order
 //     values[((e*T + t)*16 + lane)*4 + i] = w[row][(idx*T + t)*4 + i], T = B / 4, i < 4.
@@ -42,6 +42,9 @@ constexpr uint32_t kSparseSlice = 16;       // rows per slice (lanes)
 constexpr uint32_t kSparseVersion = 1;
 constexpr uint32_t kSparseFormatSell16 = 1;
 constexpr uint32_t kSparsePadRow = 0xFFFFFFFFu;  // perm entry of a padding lane
+// Rows are permuted only within windows of this many rows (perm maps each window onto itself),
+// so the outputs of a window's 8 slices are 128 neighbouring columns.
+constexpr uint32_t kSparseSortWindow = 128;
 
 struct SparseHeader {
   char magic[8];        // "EPSPARSE"

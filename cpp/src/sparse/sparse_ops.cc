@@ -138,24 +138,60 @@ void sparse_linear_int8_op(const SparseKernels& kern, const PackedSparse& w, con
     }
   });
 
-  // 3. Cache blocking: a group of slices (~128 KiB of blocks) stays in L2 while every tile
-  //    passes over it; the tile's panel (Kp*R bytes) stays in L1/L2. Tasks are slice groups.
-  const std::size_t slice_bytes =
-      std::max<std::size_t>(1, std::size_t{w.header().steps} * kSparseSlice *
-                                   (v.block_k + 2) / std::max<uint32_t>(1, v.nslices));
-  std::size_t group = std::max<std::size_t>(1, (std::size_t{128} << 10) / slice_bytes);
+  // Per-row terms of the epilogue: the zero-point shift in the kernel's encoding and the scale.
+  std::vector<uint32_t> shift(m);
+  for (std::size_t r = 0; r < m; ++r)
+    shift[r] = static_cast<uint32_t>(s8 ? 128 - a_zp[r] : -a_zp[r]);
+
+  // 3. Cache blocking: a group of whole sort windows (8 slices = 128 output columns; ~128 KiB
+  //    of blocks) stays in L2 while every tile passes over it; the tile's panel (Kp*R bytes)
+  //    stays in L1/L2. Outputs of a window are assembled in a small buffer in column order and
+  //    copied out row by row, so stores to y are contiguous. Tasks are groups.
+  constexpr std::size_t kWinSlices = kSparseSortWindow / kSparseSlice;
+  const std::size_t nwin = (v.nslices + kWinSlices - 1) / kWinSlices;
+  const std::size_t win_bytes =
+      std::max<std::size_t>(1, std::size_t{w.header().steps} * kSparseSlice * (v.block_k + 2) /
+                                   nwin);
+  std::size_t gwin = std::max<std::size_t>(1, (std::size_t{128} << 10) / win_bytes);
   const std::size_t want_tasks = 4 * static_cast<std::size_t>(get_num_threads());
-  group = std::min(group, std::max<std::size_t>(1, (v.nslices + want_tasks - 1) / want_tasks));
-  const std::size_t ngroups = (v.nslices + group - 1) / group;
+  gwin = std::min(gwin, std::max<std::size_t>(1, (nwin + want_tasks - 1) / want_tasks));
+  const std::size_t ngroups = (nwin + gwin - 1) / gwin;
+  const std::size_t group = gwin * kWinSlices;
   parallel_for(ngroups, 1, [&](std::size_t b, std::size_t e) {
     std::vector<int32_t> acc(group * kSparseSlice * R);
+    std::vector<float> wbuf(R * kSparseSortWindow);
     for (std::size_t g = b; g < e; ++g) {
       const std::size_t s0 = g * group, s1 = std::min<std::size_t>(v.nslices, s0 + group);
       for (std::size_t tile = 0; tile < ntiles; ++tile) {
         const std::size_t m0 = tile * R, mt = std::min(R, m - m0);
         kern.run(v, at.data() + tile * panel, R, s0, s1, acc.data());
-        for (std::size_t s = s0; s < s1; ++s)
-          epilogue(s, acc.data() + (s - s0) * kSparseSlice * R, R, m0, mt);
+        for (std::size_t s = s0; s < s1; s += kWinSlices) {
+          const std::size_t wbase = s * kSparseSlice;
+          const std::size_t wlen = std::min<std::size_t>(kSparseSortWindow, n - wbase);
+          for (std::size_t ss = s; ss < std::min(s1, s + kWinSlices); ++ss)
+            for (std::size_t lane = 0; lane < kSparseSlice; ++lane) {
+              const uint32_t col = v.perm[ss * kSparseSlice + lane];
+              if (col == kSparsePadRow) continue;
+              const int32_t* ac = acc.data() + ((ss - s0) * kSparseSlice + lane) * R;
+              const float ws = v.scale[col];
+              const uint32_t cs = static_cast<uint32_t>(v.colsum[col]);
+              float* wb = wbuf.data() + (col - wbase);
+              // Same arithmetic as zp_correct + dequant_epilogue (epilogue.h), rows inner.
+              for (std::size_t i = 0; i < mt; ++i) {
+                const int32_t c = static_cast<int32_t>(static_cast<uint32_t>(ac[i]) +
+                                                       shift[m0 + i] * cs);
+                wb[i * kSparseSortWindow] = static_cast<float>(c) * (a_scale[m0 + i] * ws);
+              }
+              if (v.bias)
+                for (std::size_t i = 0; i < mt; ++i) wb[i * kSparseSortWindow] += v.bias[col];
+              if (relu)
+                for (std::size_t i = 0; i < mt; ++i)
+                  if (wb[i * kSparseSortWindow] < 0.0f) wb[i * kSparseSortWindow] = 0.0f;
+            }
+          for (std::size_t i = 0; i < mt; ++i)
+            std::memcpy(y + (m0 + i) * n + wbase, wbuf.data() + i * kSparseSortWindow,
+                        wlen * sizeof(float));
+        }
       }
     }
   });

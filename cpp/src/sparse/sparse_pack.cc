@@ -16,7 +16,8 @@ namespace {
 
 constexpr char kMagic[8] = {'E', 'P', 'S', 'P', 'A', 'R', 'S', 'E'};
 
-constexpr std::size_t kSortWindow = 128;  // rows; a multiple of kSparseSlice
+constexpr std::size_t kSortWindow = kSparseSortWindow;
+static_assert(kSortWindow % kSparseSlice == 0, "a window holds whole slices");
 
 std::size_t align64(std::size_t x) { return (x + 63) & ~std::size_t{63}; }
 
@@ -273,6 +274,7 @@ void PackedSparse::validate() const {
         if (cnt != 0) bad("padding lane with blocks");
       } else {
         if (row >= v.n || seen[row]) bad("row permutation is not a permutation");
+        if (row / kSortWindow != r / kSortWindow) bad("row permutation leaves its window");
         seen[row] = 1;
       }
       if (cnt > len) bad("row block count exceeds its slice");
