@@ -300,6 +300,32 @@ def test_every_isa_subprocess(isa):
     assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-3000:]
 
 
+def test_packed_bytes_portable_across_isas(tmp_path):
+    """Bytes packed here (dispatched ISA) run unchanged under every other ISA of this CPU."""
+    rng = np.random.default_rng(21)
+    w, s, b, p = packed(rng, 45, 300)
+    x = rng.normal(size=(7, 300)).astype(np.float32)
+    (tmp_path / "w.bin").write_bytes(p.to_bytes())
+    np.save(tmp_path / "x.npy", x)
+    want = ep.linear_int8(x, p)
+    script = textwrap.dedent(
+        f"""
+        import numpy as np, edgepack as ep
+        p = ep.PackedLinear.from_bytes(open({str(tmp_path / "w.bin")!r}, "rb").read())
+        x = np.load({str(tmp_path / "x.npy")!r})
+        np.save({str(tmp_path / "y.npy")!r}, ep.linear_int8(x, p))
+        """
+    )
+    for isa in ep.cpu_info()["supported_isas"]:
+        env = dict(os.environ, EDGEPACK_ISA=isa)
+        env["PYTHONPATH"] = PYDIR + os.pathsep + env.get("PYTHONPATH", "")
+        res = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert bits_equal(np.load(tmp_path / "y.npy"), want), isa
+
+
 # ---- packed weights ------------------------------------------------------------------------
 
 

@@ -1,9 +1,16 @@
 // Bindings for the int8 GEMM path: packing, validation, gemm_s32 / linear_int8 / linear_q.
 // Every call re-validates the packed header against the buffer (cheap; the checksum is checked
 // when bytes come from outside, in from_bytes), so a bad buffer is a ValueError, never a crash.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <new>
 #include <string>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "common.h"
 #include "edgepack/gemm_ops.h"
@@ -13,6 +20,24 @@ namespace {
 
 using edgepack::AType;
 using edgepack::PackedView;
+
+// A uint8 array for packed weights: 64-byte aligned, and for buffers of 2 MiB or more 2 MiB
+// aligned with transparent huge pages requested. Large weights are streamed from DRAM on every
+// call; with 4 KiB pages that stream also walks the page tables (measured: GEMV 8192^2 ~20%
+// faster with huge pages on this machine).
+py::array alloc_packed(std::size_t n) {
+  constexpr std::size_t kHuge = std::size_t{2} << 20;
+  const std::size_t align = n >= kHuge ? kHuge : 64;
+  const std::size_t bytes = (std::max<std::size_t>(n, 1) + align - 1) / align * align;
+  void* p = std::aligned_alloc(align, bytes);
+  if (!p) throw std::bad_alloc();
+#if defined(__linux__)
+  if (align == kHuge) madvise(p, bytes, MADV_HUGEPAGE);  // advisory: failure is harmless
+#endif
+  py::capsule owner(p, [](void* q) { std::free(q); });
+  return py::array_t<uint8_t>({static_cast<py::ssize_t>(n)}, {static_cast<py::ssize_t>(1)},
+                              static_cast<uint8_t*>(p), owner);
+}
 
 PackedView view(const py::array& buf, bool verify) {
   if (!buf.dtype().is(py::dtype::of<uint8_t>()))
@@ -88,8 +113,8 @@ py::array pack(const py::array& w, const py::array& scale, const py::object& bia
                               std::to_string(i));
   }
   const std::size_t total = edgepack::packed_size(n, k);
-  py::array_t<uint8_t> out(static_cast<py::ssize_t>(total));
-  uint8_t* op = out.mutable_data();
+  py::array out = alloc_packed(total);
+  auto* op = static_cast<uint8_t*>(out.mutable_data());
   {
     py::gil_scoped_release nogil;
     edgepack::pack_weights(wp, n, k, k, sp, bp, op);
@@ -196,6 +221,7 @@ py::array linear_q(const py::array& a, const py::array& buf, float a_scale, int 
 }  // namespace
 
 void bind_gemm(py::module_& m) {
+  m.def("gemm_alloc", &alloc_packed, py::arg("nbytes"));
   m.def("gemm_pack", &pack, py::arg("w_q"), py::arg("scale"), py::arg("bias"));
   m.def("gemm_packed_info", &info, py::arg("buf"), py::arg("verify_checksum"));
   m.def("gemm_unpack", &unpack, py::arg("buf"));

@@ -72,6 +72,23 @@ const GemmEpilogues& gemm_epilogues() {
   return k;
 }
 
+// Two-panel micro-kernels (gemm_wide.h): used alongside the dispatched GemmKernels when one
+// matches its ISA and A format. No reference entry: the one-panel reference is the spec.
+const std::vector<GemmWideKernels>& gemm_wide_kernel_list() {
+  static const std::vector<GemmWideKernels> list{
+#if defined(EDGEPACK_ARCH_X86)
+      gemm_wide_kernels_avx512vnni(),
+#endif
+  };
+  return list;
+}
+
+const GemmWideKernels* gemm_wide_for(const GemmKernels& gk) {
+  for (const GemmWideKernels& w : gemm_wide_kernel_list())
+    if (w.isa == gk.isa && w.a_format == gk.a_format && isa_enabled(w.isa)) return &w;
+  return nullptr;
+}
+
 const std::vector<SparseKernels>& sparse_kernel_list() {
   static const std::vector<SparseKernels> list{
       sparse_kernels_ref(),

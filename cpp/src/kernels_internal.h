@@ -5,6 +5,7 @@
 #include "edgepack/quant.h"
 #include "gemm/gemm_epilogue.h"
 #include "edgepack/sparse.h"
+#include "gemm/gemm_wide.h"
 
 namespace edgepack {
 
@@ -23,6 +24,7 @@ GemmEpilogues gemm_epilogues_ref();
 GemmKernels gemm_kernels_avx2();
 GemmKernels gemm_kernels_avx512vnni();
 GemmEpilogues gemm_epilogues_avx512();
+GemmWideKernels gemm_wide_kernels_avx512vnni();
 #endif
 #if defined(EDGEPACK_ARCH_ARM)
 GemmKernels gemm_kernels_neon();

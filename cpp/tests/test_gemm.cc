@@ -12,6 +12,7 @@
 #include "edgepack/gemm_ops.h"
 #include "edgepack/parallel.h"
 #include "gemm/gemm_epilogue.h"
+#include "gemm/gemm_wide.h"
 #include "test_util.h"
 
 using namespace edgepack;
@@ -362,6 +363,7 @@ TEST(gemm_epilogues_match_reference) {
       }
       if (trial % 10 == 1) tile[0] = static_cast<int32_t>(zpoff[0] * colsum[0]);  // acc == 0
       TileEpilogueArgs e{};
+      e.ldt = 16;
       e.colsum = colsum.data();
       e.w_scale = ws.data();
       e.bias = trial % 2 ? bias.data() : nullptr;
@@ -399,4 +401,44 @@ TEST(gemm_epilogues_match_reference) {
     }
   }
   EXPECT(bad == 0);
+}
+
+TEST(gemm_wide_kernels_match_reference) {
+  // Two-panel kernels (gemm_wide.h) against two calls of the reference one-panel kernel: every
+  // tile height, K from one granule to 1000+, random and extreme values, row stride != kp.
+  const GemmKernels& ref = gemm_kernel_list().front();
+  auto& g = eptest::rng();
+  for (const GemmWideKernels& wk : gemm_wide_kernel_list()) {
+    if (!isa_supported_by_cpu(wk.isa)) continue;
+    std::size_t bad = 0;
+    for (std::size_t kp : {8, 16, 24, 64, 136, 1032})
+      for (std::size_t mr = 1; mr <= wk.max_mr; ++mr)
+        for (int fill = 0; fill < 3; ++fill) {
+          const std::size_t lda = kp + 4 * (mr % 3);
+          std::vector<uint8_t> a(mr * lda);
+          std::vector<int8_t> b(2 * kNR * kp);
+          for (auto& v : a) v = fill == 0 ? static_cast<uint8_t>(g()) : (fill == 1 ? 255 : 0);
+          for (auto& v : b)
+            v = fill == 0 ? static_cast<int8_t>(g()) : static_cast<int8_t>(fill == 1 ? -128 : 127);
+          // kS8 kernels read a_u8 - 128; the reference reads a_u8, so compare through colsums.
+          std::vector<int32_t> want(mr * 2 * kNR), got(mr * 2 * kNR, 0x5A5A5A5A);
+          ref.ukernel(mr, kp, a.data(), lda, b.data(), want.data(), 2 * kNR);
+          ref.ukernel(mr, kp, a.data(), lda, b.data() + kNR * kp, want.data() + kNR, 2 * kNR);
+          if (wk.a_format == AFormat::kS8) {
+            for (std::size_t n = 0; n < 2 * kNR; ++n) {
+              int32_t cs = 0;
+              const int8_t* pb = b.data() + (n / kNR) * kNR * kp;
+              for (std::size_t k = 0; k < kp; ++k) cs += pb[(k / 4) * 64 + (n % kNR) * 4 + k % 4];
+              for (std::size_t r = 0; r < mr; ++r) want[r * 2 * kNR + n] -= 128 * cs;
+            }
+            for (auto& v : a) v = static_cast<uint8_t>(v ^ 0x80);
+          }
+          wk.ukernel2(mr, kp, a.data(), lda, b.data(), got.data(), 2 * kNR);
+          if (got != want && bad++ < 5) {
+            EXPECT(false) << isa_name(wk.isa) << " wide kernel mr=" << mr << " kp=" << kp
+                          << " fill=" << fill;
+          }
+        }
+    EXPECT(bad == 0);
+  }
 }

@@ -105,7 +105,7 @@ class PackedLinear:
             raw = np.frombuffer(data, dtype=np.uint8)
         else:
             raise TypeError(f"data must be bytes-like, got {type(data).__name__}")
-        buf = np.empty(raw.size, dtype=np.uint8)  # own, aligned copy
+        buf = _core.gemm_alloc(raw.size)  # own copy, aligned (huge pages when large)
         buf[:] = raw
         return cls(buf, _verify=True)
 

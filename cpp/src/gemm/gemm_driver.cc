@@ -19,6 +19,7 @@
 #include "edgepack/gemm_ops.h"
 #include "edgepack/parallel.h"
 #include "gemm/gemm_epilogue.h"
+#include "gemm/gemm_wide.h"
 
 namespace edgepack {
 namespace {
@@ -44,28 +45,40 @@ Scratch& scratch() {
 int32_t format_offset(const GemmKernels& gk) { return gk.a_format == AFormat::kS8 ? 128 : 0; }
 
 // Runs the block loops over rows [0, m) of a (already in the kernel's format, row stride lda)
-// calling epi(row0, mr, n0, ncols, tile) for every (M tile, panel). Rows are absolute to epi via
-// row_base.
+// calling epi(row0, mr, n0, ncols, tile, ldt) for every (M tile, panel). Rows are absolute to
+// epi via row_base. With a two-panel kernel (gemm_wide.h) panels go in pairs, the odd last one
+// of a range through the one-panel kernel.
 template <class Epi>
 void compute_block(const GemmKernels& gk, const PackedView& p, const uint8_t* a, std::size_t lda,
                    std::size_t row_base, std::size_t m, const Epi& epi) {
-  const std::size_t mr_max = std::min(gk.max_mr, kTileMaxMr);
+  const GemmWideKernels* wide = gemm_wide_for(gk);
+  const std::size_t mr_max = std::min(wide ? wide->max_mr : gk.max_mr, kTileMaxMr);
   const std::size_t panels = p.np / kNR;
   const std::size_t mtiles = (m + mr_max - 1) / mr_max;
   const std::size_t panel_bytes = kNR * p.kp;
-  const std::size_t chunk = std::max<std::size_t>(1, kL2ChunkBytes / panel_bytes);
+  const std::size_t chunk = std::max<std::size_t>(2, kL2ChunkBytes / panel_bytes) & ~std::size_t{1};
 
   auto run = [&](std::size_t t0, std::size_t t1, std::size_t q0, std::size_t q1) {
-    alignas(64) int32_t tile[kTileMaxMr * kNR];
+    alignas(64) int32_t tile[kTileMaxMr * 2 * kNR];
     for (std::size_t c0 = q0; c0 < q1; c0 += chunk) {
       const std::size_t c1 = std::min(q1, c0 + chunk);
       for (std::size_t t = t0; t < t1; ++t) {
         const std::size_t r0 = t * mr_max, mr = std::min(mr_max, m - r0);
         const uint8_t* at = a + r0 * lda;
-        for (std::size_t q = c0; q < c1; ++q) {
+        std::size_t q = c0;
+        if (wide) {
+          for (; q + 2 <= c1; q += 2) {
+            wide->ukernel2(mr, p.kp, at, lda, p.panels + q * panel_bytes, tile, 2 * kNR);
+            const std::size_t n0 = q * kNR;
+            epi(row_base + r0, mr, n0, std::min(kNR, p.n - n0), tile, 2 * kNR);
+            const std::size_t n1 = n0 + kNR;
+            if (n1 < p.n) epi(row_base + r0, mr, n1, std::min(kNR, p.n - n1), tile + kNR, 2 * kNR);
+          }
+        }
+        for (; q < c1; ++q) {
           gk.ukernel(mr, p.kp, at, lda, p.panels + q * panel_bytes, tile, kNR);
           const std::size_t n0 = q * kNR;
-          epi(row_base + r0, mr, n0, std::min(kNR, p.n - n0), tile);
+          epi(row_base + r0, mr, n0, std::min(kNR, p.n - n0), tile, kNR);
         }
       }
     }
@@ -75,12 +88,21 @@ void compute_block(const GemmKernels& gk, const PackedView& p, const uint8_t* a,
   const std::size_t macs = m * p.np * p.kp;
   if (threads <= 1 || macs < kMinParallelMacs) {
     run(0, mtiles, 0, panels);
-  } else if (panels >= 2 * threads || panels >= mtiles) {
-    parallel_for(panels, 1, [&](std::size_t q0, std::size_t q1) { run(0, mtiles, q0, q1); });
+  } else if (panels >= 4 * threads || panels >= 2 * mtiles) {
+    // Split N in panel pairs so a two-panel kernel never straddles two tasks.
+    const std::size_t pairs = (panels + 1) / 2;
+    parallel_for(pairs, 1, [&](std::size_t b, std::size_t e) {
+      run(0, mtiles, 2 * b, std::min(panels, 2 * e));
+    });
   } else {
     parallel_for(mtiles, 1, [&](std::size_t t0, std::size_t t1) { run(t0, t1, 0, panels); });
   }
 }
+
+// Row stride of prepared A: Kp, plus one cache line when Kp is a multiple of 1 KiB, so the
+// max_mr rows a micro-kernel reads do not all map to the same few L1 sets (at Kp = 4096 all
+// 16 rows would share one set of a 12-way L1 and evict each other on every group).
+std::size_t a_stride(std::size_t kp) { return kp % 1024 == 0 ? kp + 64 : kp; }
 
 // Rows per A chunk: a multiple of the tile height, about kAChunkBytes of A.
 std::size_t rows_per_chunk(const GemmKernels& gk, std::size_t kp) {
@@ -99,14 +121,14 @@ const uint8_t* prepare_a(const GemmKernels& gk, const PackedView& p, const uint8
     return a;
   }
   Scratch& s = scratch();
-  if (s.a.size() < m * p.kp) s.a.resize(m * p.kp);
+  const std::size_t k = p.k, kp = p.kp, ld = a_stride(kp);
+  if (s.a.size() < m * ld) s.a.resize(m * ld);
   uint8_t* dst = s.a.data();
-  const std::size_t k = p.k, kp = p.kp;
   const std::size_t grain = std::max<std::size_t>(1, kQuantGrainElems / kp);
   parallel_for(m, grain, [&](std::size_t b, std::size_t e) {
     for (std::size_t r = b; r < e; ++r) {
       const uint8_t* src = a + r * lda;
-      uint8_t* d = dst + r * kp;
+      uint8_t* d = dst + r * ld;
       if (flip)
         for (std::size_t i = 0; i < k; ++i) d[i] = static_cast<uint8_t>(src[i] ^ 0x80u);
       else
@@ -114,7 +136,7 @@ const uint8_t* prepare_a(const GemmKernels& gk, const PackedView& p, const uint8
       std::memset(d + k, 0, kp - k);
     }
   });
-  *lda_out = kp;
+  *lda_out = ld;
   return dst;
 }
 
@@ -126,8 +148,9 @@ struct EpiS32 {
   const PackedView* p;
   int32_t zpoff;
   void operator()(std::size_t r0, std::size_t mr, std::size_t n0, std::size_t nc,
-                  const int32_t* tile) const {
+                  const int32_t* tile, std::size_t ldt) const {
     TileEpilogueArgs e{};
+    e.ldt = ldt;
     e.colsum = p->colsum + n0;
     e.zpoff = zpoff;
     ep->s32(tile, mr, nc, e, out + r0 * ldo + n0, ldo);
@@ -144,8 +167,9 @@ struct EpiF32 {
   const int32_t* row_zpoff;    // indexed by row - row_index_base
   std::size_t row_index_base;
   void operator()(std::size_t r0, std::size_t mr, std::size_t n0, std::size_t nc,
-                  const int32_t* tile) const {
+                  const int32_t* tile, std::size_t ldt) const {
     TileEpilogueArgs e{};
+    e.ldt = ldt;
     e.colsum = p->colsum + n0;
     e.w_scale = p->scale + n0;
     e.bias = p->has_bias ? p->bias + n0 : nullptr;
@@ -163,8 +187,9 @@ struct EpiQ8 {
   const PackedView* p;
   TileEpilogueArgs base;  // uniform fields filled once
   void operator()(std::size_t r0, std::size_t mr, std::size_t n0, std::size_t nc,
-                  const int32_t* tile) const {
+                  const int32_t* tile, std::size_t ldt) const {
     TileEpilogueArgs e = base;
+    e.ldt = ldt;
     e.colsum = p->colsum + n0;
     e.w_scale = p->scale + n0;
     e.bias = p->has_bias ? p->bias + n0 : nullptr;
@@ -200,12 +225,12 @@ namespace {
 void linear_int8_run(const GemmKernels& gk, const QuantKernels& qk, const PackedView& p,
                      const float* x, std::size_t m, std::size_t ldx, EpiF32 epi) {
   const std::size_t chunk = rows_per_chunk(gk, p.kp);
-  const std::size_t k = p.k, kp = p.kp;
+  const std::size_t k = p.k, kp = p.kp, ld = a_stride(kp);
   const bool s8 = gk.a_format == AFormat::kS8;
   const int32_t off = format_offset(gk);
   Scratch& s = scratch();
   const std::size_t rows_max = std::min(chunk, m);
-  if (s.a.size() < rows_max * kp) s.a.resize(rows_max * kp);
+  if (s.a.size() < rows_max * ld) s.a.resize(rows_max * ld);
   if (s.row_scale.size() < rows_max) {
     s.row_scale.resize(rows_max);
     s.row_zpoff.resize(rows_max);
@@ -234,7 +259,7 @@ void linear_int8_run(const GemmKernels& gk, const QuantKernels& qk, const Packed
           return;
         }
         const QParams q = qparams_from_minmax(mn, mx, QDType::kUInt8, false);
-        uint8_t* d = abuf + r * kp;
+        uint8_t* d = abuf + r * ld;
         const float inv = 1.0f / q.scale;
         if (s8)
           qk.quantize_s8(xr, d, k, inv, q.zero_point - 128);
@@ -248,7 +273,7 @@ void linear_int8_run(const GemmKernels& gk, const QuantKernels& qk, const Packed
     if (bad == 1) throw std::domain_error("x contains NaN");
     if (bad == 2) throw std::domain_error("x contains inf");
     epi.row_index_base = r0;
-    compute_block(gk, p, abuf, kp, r0, rows, epi);
+    compute_block(gk, p, abuf, ld, r0, rows, epi);
   }
 }
 

@@ -1,4 +1,4 @@
-// Per-tile GEMM epilogues: a micro-kernel's raw int32 tile ([mr][16], row stride 16) becomes the
+// Per-tile GEMM epilogues: a micro-kernel's raw int32 tile ([mr][16], row stride ldt) becomes the
 // output. Their own kernel family (reference first, then per ISA; dispatched like every family)
 // so the micro-kernel contract of gemm.h stays as it is, while the epilogue still runs at the
 // vector width of the machine. All tables are bit-identical to the reference:
@@ -21,6 +21,7 @@
 namespace edgepack {
 
 struct TileEpilogueArgs {
+  std::size_t ldt;  // row stride of the int32 tile (16, or 32 for two-panel kernels)
   const int32_t* colsum;
   const float* w_scale;
   const float* bias;  // nullptr: no bias

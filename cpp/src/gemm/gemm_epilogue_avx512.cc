@@ -15,8 +15,6 @@
 namespace edgepack {
 namespace {
 
-constexpr std::size_t kTileLd = 16;
-
 inline __mmask16 col_mask(std::size_t nc) {
   return static_cast<__mmask16>(nc >= 16 ? 0xFFFFu : ((1u << nc) - 1u));
 }
@@ -42,7 +40,7 @@ void s32_avx512(const int32_t* tile, std::size_t mr, std::size_t nc, const TileE
   const __m512i cs = _mm512_loadu_si512(e.colsum);
   const __mmask16 m = col_mask(nc);
   for (std::size_t r = 0; r < mr; ++r)
-    _mm512_mask_storeu_epi32(out + r * ldo, m, corrected(tile + r * kTileLd, cs, e.zpoff));
+    _mm512_mask_storeu_epi32(out + r * ldo, m, corrected(tile + r * e.ldt, cs, e.zpoff));
 }
 
 void f32_avx512(const int32_t* tile, std::size_t mr, std::size_t nc, const TileEpilogueArgs& e,
@@ -51,7 +49,7 @@ void f32_avx512(const int32_t* tile, std::size_t mr, std::size_t nc, const TileE
   const __m512 ws = _mm512_loadu_ps(e.w_scale);
   const __mmask16 m = col_mask(nc);
   for (std::size_t r = 0; r < mr; ++r) {
-    const __m512 y = dequant(corrected(tile + r * kTileLd, cs, e.row_zpoff[r]), e.row_scale[r],
+    const __m512 y = dequant(corrected(tile + r * e.ldt, cs, e.row_zpoff[r]), e.row_scale[r],
                              ws, e.bias, e.relu);
     _mm512_mask_storeu_ps(out + r * ldo, m, y);
   }
@@ -66,7 +64,7 @@ void q8_avx512(const int32_t* tile, std::size_t mr, std::size_t nc, const TileEp
   const __mmask16 m = col_mask(nc);
   for (std::size_t r = 0; r < mr; ++r) {
     const __m512 y =
-        dequant(corrected(tile + r * kTileLd, cs, e.zpoff), e.a_scale, ws, e.bias, e.relu);
+        dequant(corrected(tile + r * e.ldt, cs, e.zpoff), e.a_scale, ws, e.bias, e.relu);
     // y is never NaN here (finite scales, see linear_q_op), so max/min clamp like the reference.
     const __m512 v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(y, inv), lo), hi);
     const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);

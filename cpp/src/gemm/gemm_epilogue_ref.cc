@@ -7,8 +7,6 @@
 namespace edgepack {
 namespace {
 
-constexpr std::size_t kTileLd = 16;
-
 inline int32_t correct(int32_t raw, int32_t zpoff, int32_t colsum) {
   return static_cast<int32_t>(static_cast<uint32_t>(raw) -
                               static_cast<uint32_t>(zpoff) * static_cast<uint32_t>(colsum));
@@ -30,14 +28,14 @@ void s32_ref(const int32_t* tile, std::size_t mr, std::size_t nc, const TileEpil
              int32_t* out, std::size_t ldo) {
   for (std::size_t r = 0; r < mr; ++r)
     for (std::size_t j = 0; j < nc; ++j)
-      out[r * ldo + j] = correct(tile[r * kTileLd + j], e.zpoff, e.colsum[j]);
+      out[r * ldo + j] = correct(tile[r * e.ldt + j], e.zpoff, e.colsum[j]);
 }
 
 void f32_ref(const int32_t* tile, std::size_t mr, std::size_t nc, const TileEpilogueArgs& e,
              float* out, std::size_t ldo) {
   for (std::size_t r = 0; r < mr; ++r)
     for (std::size_t j = 0; j < nc; ++j)
-      out[r * ldo + j] = dequant(tile[r * kTileLd + j], e.row_zpoff[r], e.colsum[j],
+      out[r * ldo + j] = dequant(tile[r * e.ldt + j], e.row_zpoff[r], e.colsum[j],
                                  e.row_scale[r], e.w_scale[j], e.bias ? e.bias + j : nullptr,
                                  e.relu);
 }
@@ -46,7 +44,7 @@ void q8_ref(const int32_t* tile, std::size_t mr, std::size_t nc, const TileEpilo
             uint8_t* out, std::size_t ldo) {
   for (std::size_t r = 0; r < mr; ++r)
     for (std::size_t j = 0; j < nc; ++j) {
-      const float y = dequant(tile[r * kTileLd + j], e.zpoff, e.colsum[j], e.a_scale,
+      const float y = dequant(tile[r * e.ldt + j], e.zpoff, e.colsum[j], e.a_scale,
                               e.w_scale[j], e.bias ? e.bias + j : nullptr, e.relu);
       float v = std::min(std::max(y * e.inv, e.lo), e.hi);
       // Round half to even: |v| <= 383, so adding and removing 1.5 * 2^23 rounds exactly like

@@ -1,0 +1,28 @@
+// Optional two-panel micro-kernels, an internal extension of the gemm.h contract: same
+// signature and A/B formats as GemmUkernelFn, but each call computes 32 columns, the panel at
+// b_panel and the next one (b_panel + 16 * kp, adjacent in the packed buffer), into
+// c[m * ldc + n] for n < 32. One A broadcast then feeds two vpdpbusd (or sdot) instead of one,
+// which relieves the load ports. The driver uses the entry whose ISA and A format match the
+// dispatched GemmKernels, and the one-panel kernel for an odd last panel; ISAs without an entry
+// simply run one panel per call.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "edgepack/gemm.h"
+
+namespace edgepack {
+
+struct GemmWideKernels {
+  Isa isa;
+  AFormat a_format;
+  std::size_t max_mr;
+  GemmUkernelFn ukernel2;
+};
+
+const std::vector<GemmWideKernels>& gemm_wide_kernel_list();
+// The wide kernel that matches gk (same ISA and A format), or nullptr.
+const GemmWideKernels* gemm_wide_for(const GemmKernels& gk);
+
+}  // namespace edgepack
