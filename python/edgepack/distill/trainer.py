@@ -156,7 +156,8 @@ def _make_loader(data: Any, batch_size: int, shuffle: bool, seed: int, ddp: bool
         if data.batch_size is None:
             raise ValueError("data: a DataLoader with a custom batch_sampler cannot be sharded "
                              "under DistributedDataParallel; pass its Dataset instead")
-        sampler = DistributedSampler(data.dataset, shuffle=shuffle, seed=seed)
+        sampler: DistributedSampler[Any] = DistributedSampler(data.dataset, shuffle=shuffle,
+                                                              seed=seed)
         return DataLoader(data.dataset, batch_size=data.batch_size, sampler=sampler,
                           collate_fn=data.collate_fn, num_workers=data.num_workers,
                           drop_last=data.drop_last), sampler
@@ -164,8 +165,8 @@ def _make_loader(data: Any, batch_size: int, shuffle: bool, seed: int, ddp: bool
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if ddp:
-            sampler = DistributedSampler(data, shuffle=shuffle, seed=seed)
-            return DataLoader(data, batch_size=batch_size, sampler=sampler), sampler
+            ds: DistributedSampler[Any] = DistributedSampler(data, shuffle=shuffle, seed=seed)
+            return DataLoader(data, batch_size=batch_size, sampler=ds), ds
         g = torch.Generator().manual_seed(seed)
         return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=g), None
     if ddp:
@@ -315,7 +316,7 @@ def distill(
             if ddp:
                 dist.all_reduce(total)
             if history is not None:
-                history.append(float(total[0] / max(total[1], 1.0)))
+                history.append(float(total[0]) / max(float(total[1]), 1.0))
     finally:
         if t_tap is not None:
             t_tap.remove()
