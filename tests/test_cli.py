@@ -29,10 +29,12 @@ def test_compress_and_report(tmp_path, capsys):
     sd = tmp_path / "cnn.pt"
     torch.save(model.state_dict(), sd)
     out = tmp_path / "cnn.edgepack"
+    cfg = tmp_path / "recipe.json"
+    cfg.write_text('{"sparse": "never", "skip": ["11"]}')
     assert main(["compress", str(sd), str(out), "--arch", "edgepack.demo:reference_cnn",
-                 "--input-shape", "2,1,28,28"]) == 0
+                 "--input-shape", "2,1,28,28", "--config", str(cfg)]) == 0
     text = capsys.readouterr().out
-    assert "smaller" in text
+    assert "smaller" in text and "kept fp32: 11" in text
     loaded = edgepack.load(out)
     x = torch.randn(3, 1, 28, 28)
     with torch.inference_mode():
@@ -59,5 +61,10 @@ def test_cli_errors(tmp_path):
     with pytest.raises(SystemExit, match="input-shape"):
         main(["compress", str(sd), str(tmp_path / "o.ep"), "--arch",
               "edgepack.demo:reference_cnn", "--input-shape", "a,b"])
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"nope": 1}')
+    with pytest.raises(SystemExit, match="config"):
+        main(["compress", str(sd), str(tmp_path / "o.ep"), "--arch",
+              "edgepack.demo:reference_cnn", "--config", str(bad)])
     with pytest.raises(SystemExit, match="arch"):
         main(["compress", str(sd), str(tmp_path / "o.ep"), "--arch", "edgepack.demo:nope"])

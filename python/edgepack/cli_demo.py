@@ -41,8 +41,11 @@ def add_subcommands(sub: Any) -> None:
     c.add_argument("model", help="state_dict (.pt) or pickled nn.Module")
     c.add_argument("output", help="edgepack file to write")
     _model_args(c)
-    c.add_argument("--activations", choices=("dynamic", "static"), default="dynamic")
-    c.add_argument("--sparse", choices=("auto", "never", "always"), default="auto")
+    c.add_argument("--config", metavar="JSON", help="a recipe: JSON file of "
+                   "edgepack.CompressionConfig fields, e.g. {\"sparse\": \"always\", "
+                   "\"skip\": [\"classifier\"]}; --activations/--sparse override it")
+    c.add_argument("--activations", choices=("dynamic", "static"), default=None)
+    c.add_argument("--sparse", choices=("auto", "never", "always"), default=None)
     c.add_argument("--prune", type=float, default=0.0, metavar="AMOUNT",
                    help="block-prune (1x4) this fraction of every Conv2d/Linear first, without "
                    "fine-tuning (accuracy is the user's to check)")
@@ -181,13 +184,34 @@ def cmd_compress(args: argparse.Namespace) -> int:
         model = copy.deepcopy(model)
         edgepack.prune.blocks(model, args.prune, block=(1, 4))
         edgepack.prune.remove(model)
+    fields: dict[str, Any] = {}
+    if args.config:
+        import json
+
+        try:
+            with open(args.config) as f:
+                fields = json.load(f)
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"--config {args.config}: {e}") from e
+        if not isinstance(fields, dict):
+            raise SystemExit("--config must hold a JSON object of CompressionConfig fields")
+        if "skip" in fields:
+            fields["skip"] = tuple(fields["skip"])
+    if args.activations:
+        fields["activations"] = args.activations
+    if args.sparse:
+        fields["sparse"] = args.sparse
+    try:
+        cfg = edgepack.CompressionConfig(**fields)
+        cfg.validate()
+    except TypeError as e:
+        raise SystemExit(f"--config: {e}") from e
     calib = None
-    if args.activations == "static":
+    if cfg.activations == "static":
         if example is None:
             raise SystemExit("--activations static needs --input-shape (random calibration "
                              "data; use the Python API for real calibration batches)")
         calib = [example]
-    cfg = edgepack.CompressionConfig(activations=args.activations, sparse=args.sparse)
     compressed = edgepack.compress(model, cfg, calib_data=calib)
     if example is not None:
         with torch.inference_mode():
