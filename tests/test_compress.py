@@ -13,7 +13,7 @@ from torch.nn.utils import prune
 import edgepack
 from _models import Residual, max_rel_err, mlp, mnist_cnn, randomize_bn
 from edgepack import CompressionConfig, reference
-from edgepack.nn import QuantConv2d, QuantEmbedding, QuantLinear
+from edgepack.nn import QuantConv2d, QuantEmbedding, QuantLinear, _backend
 from edgepack.quantize import quantize_weight
 
 
@@ -58,6 +58,46 @@ def test_quant_linear_static_equals_reference():
     ref = reference.epilogue_ref(acc, np.full(5, a_scale, np.float32), s,
                                  lin.bias.detach().numpy(), True)
     np.testing.assert_array_equal(y.numpy(), ref)
+    # +-inf saturates like edgepack.quantize; NaN is an error
+    x[0, 0], x[1, 1] = float("inf"), float("-inf")
+    a = reference.quantize_ref(x.numpy(), np.float32(a_scale), np.int32(a_zp), 0, 255)
+    ref = reference.epilogue_ref(reference.gemm_s32_ref(a, w_q, a_zp), np.full(5, a_scale,
+                                 np.float32), s, lin.bias.detach().numpy(), True)
+    np.testing.assert_array_equal(q(x).numpy(), ref)
+    x[2, 2] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        q(x)
+
+
+def _conv_ref(conv: nn.Conv2d, q: QuantConv2d, x: torch.Tensor,
+              act: tuple[float, int] | None = None) -> np.ndarray:
+    """The QuantConv2d spec in numpy: per image uint8 range, quantize the padded NHWC image,
+    im2col in (kh, kw, C) order, exact int GEMM, epilogue_ref. Returns NHWC float32."""
+    mode = "constant" if conv.padding_mode == "zeros" else conv.padding_mode
+    w = conv.weight.detach().permute(0, 2, 3, 1).reshape(conv.out_channels, -1)
+    w_q, s_w = (t.numpy() for t in quantize_weight(w))
+    b = None if conv.bias is None else conv.bias.detach().numpy()
+    out = []
+    for img in x:
+        xi = img.numpy()[None]
+        if act is None:
+            s, z = reference.qparams_uint8_asym_ref(np.array([xi.min()]), np.array([xi.max()]))
+        else:
+            s, z = np.array([act[0]], np.float32), np.array([act[1]], np.int32)
+        xp = F.pad(torch.from_numpy(xi), q.pads, mode=mode)[0].permute(1, 2, 0).numpy()
+        a = reference.quantize_ref(xp, s, z, 0, 255)  # [H, W, C]
+        kh, kw = q.kernel_size
+        (sh, sw), (dh, dw) = q.stride, q.dilation
+        oh = (a.shape[0] - dh * (kh - 1) - 1) // sh + 1
+        ow = (a.shape[1] - dw * (kw - 1) - 1) // sw + 1
+        rows, cols_ = np.arange(kh)[:, None] * dh, np.arange(kw)[None, :] * dw
+        cols = np.stack([a[i * sh + rows, j * sw + cols_].reshape(-1)
+                         for i in range(oh) for j in range(ow)])
+        acc = reference.gemm_s32_ref(cols, w_q, int(z[0]))
+        y = reference.epilogue_ref(acc, np.full(len(cols), s[0], np.float32), s_w, b,
+                                   q.linear.relu)
+        out.append(y.reshape(oh, ow, -1))
+    return np.stack(out)
 
 
 @pytest.mark.parametrize("kw", [
@@ -71,22 +111,41 @@ def test_quant_conv_equals_im2col_reference(kw):
     conv = nn.Conv2d(3, 5, **kw)
     q = QuantConv2d.from_float(conv, sparse="never")
     x = torch.randn(2, 3, 9, 8)
+    if "padding" in kw:
+        x = x.to(memory_format=torch.channels_last)
     with torch.no_grad():
         ref_fp = conv(x)
         y = q(x)
     assert y.shape == ref_fp.shape
-    # reference: the same padding, unfold, linear_int8_ref per output position
-    pads = q.pads
-    xp = F.pad(x, pads, mode="constant" if conv.padding_mode == "zeros" else conv.padding_mode)
-    cols = F.unfold(xp, q.kernel_size, dilation=q.dilation, stride=q.stride)
-    a = cols.transpose(1, 2).reshape(-1, cols.shape[1]).numpy()
-    w_q, s = _wq(conv)
-    b = None if conv.bias is None else conv.bias.detach().numpy()
-    ref = reference.linear_int8_ref(a, w_q, s, b, False)
-    got = y.permute(0, 2, 3, 1).reshape(-1, 5).numpy()
-    np.testing.assert_array_equal(got, ref)
+    ref = _conv_ref(conv, q, x)
+    np.testing.assert_array_equal(y.permute(0, 2, 3, 1).numpy(), ref)
     assert max_rel_err(y, ref_fp) < 0.03
     assert torch.equal(q(x[1]), y[1])  # unbatched input
+
+
+def test_quant_conv_per_row_granularity_equals_reference():
+    torch.manual_seed(13)
+    conv = nn.Conv2d(3, 5, 3, padding=1)
+    q = QuantConv2d.from_float(conv, sparse="never", act_granularity="row")
+    x = torch.randn(2, 3, 7, 6)
+    xp = F.pad(x, (1, 1, 1, 1)).permute(0, 2, 3, 1).numpy()
+    cols = np.stack([xp[b, i:i + 3, j:j + 3].reshape(-1)
+                     for b in range(2) for i in range(7) for j in range(6)])
+    w_q, s = (t.numpy() for t in quantize_weight(conv.weight.detach().permute(0, 2, 3, 1)
+                                                 .reshape(5, -1)))
+    ref = reference.linear_int8_ref(cols, w_q, s, conv.bias.detach().numpy())
+    np.testing.assert_array_equal(q(x).permute(0, 2, 3, 1).reshape(-1, 5).numpy(), ref)
+    c = edgepack.compress(nn.Sequential(conv), CompressionConfig(conv_activations="per_row"))
+    assert c[0].act_granularity == "row" and torch.equal(c[0](x), q(x))
+
+
+def test_quant_conv_static_relu_equals_reference():
+    torch.manual_seed(12)
+    conv = nn.Conv2d(4, 6, 3, padding=1, stride=2)
+    act = (0.02, 100)
+    q = QuantConv2d.from_float(conv, relu=True, act_qparams=act)
+    x = torch.randn(3, 4, 11, 10) * 2  # partly outside the calibrated range: saturates
+    np.testing.assert_array_equal(q(x).permute(0, 2, 3, 1).numpy(), _conv_ref(conv, q, x, act))
 
 
 def test_quant_embedding_dequantizes_exactly():
@@ -277,3 +336,48 @@ def test_errors():
         c = edgepack.compress(m, calib_data=[torch.randn(2, 32)])  # dynamic: unused, warned
     with pytest.raises(ValueError, match="expected \\[..., 32\\]"):
         c(torch.randn(2, 31))
+
+
+@pytest.mark.skipif(not _backend.has_sparse(), reason="sparse kernels not in this build")
+def test_sparse_packing_exact_and_saved(tmp_path):
+    torch.manual_seed(10)
+    m = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                      nn.Linear(16 * 6 * 6, 32), nn.ReLU(), nn.Linear(32, 5)).eval()
+    for layer in (m[0], m[3]):  # 80% of 1x4 blocks (along K) zero
+        w = layer.weight.detach().reshape(layer.weight.shape[0], -1)
+        keep = (torch.rand(w.shape[0], w.shape[1] // 4) > 0.8).repeat_interleave(4, 1)
+        prune.custom_from_mask(layer, "weight", keep.float().reshape(layer.weight.shape))
+    c = edgepack.compress(m, CompressionConfig(sparse="always"))
+    assert all(v["format"] == "sparse" for v in c.edgepack_report_["quantized"].values())
+    x = torch.randn(2, 8, 6, 6)
+    with torch.no_grad():
+        y, feats = c(x), c[:5](x)
+    lin = m[5]
+    w_q, s = _wq(lin)
+    np.testing.assert_array_equal(
+        y.numpy(), reference.linear_int8_ref(feats.numpy(), w_q, s, lin.bias.detach().numpy()))
+    # sparse conv: float im2col in (kh, kw, C) order with per-row dynamic ranges
+    conv = m[0]
+    with torch.no_grad():
+        got = c[0](x).permute(0, 2, 3, 1).reshape(-1, 16).numpy()
+    xp = F.pad(x, (1, 1, 1, 1)).permute(0, 2, 3, 1).numpy()
+    cols = np.stack([xp[b, i:i + 3, j:j + 3].reshape(-1)
+                     for b in range(2) for i in range(6) for j in range(6)])
+    w = (conv.weight.detach()).permute(0, 2, 3, 1).reshape(16, -1)
+    wq, ws = (t.numpy() for t in quantize_weight(w))
+    ref = reference.linear_int8_ref(cols, wq, ws, conv.bias.detach().numpy(), True)
+    np.testing.assert_array_equal(got, ref)
+    p = tmp_path / "s.ep"
+    edgepack.save(c, p)
+    with torch.no_grad():
+        assert torch.equal(edgepack.load(p)(x), y)
+
+
+def test_copies_share_nothing_twice():
+    import pickle
+
+    c = edgepack.compress(mlp().eval())
+    x = torch.randn(3, 32)
+    for c2 in (copy.deepcopy(c), pickle.loads(pickle.dumps(c))):
+        assert c2[0]._dense_buf is c2[0].packed.buffer
+        assert torch.equal(c2(x), c(x))

@@ -255,11 +255,12 @@ _ISA_SCRIPT = textwrap.dedent(
     import numpy as np, edgepack as ep
     from edgepack import reference as R
     assert ep.cpu_info()["kernels"]["gemm"] == "{isa}", ep.cpu_info()["kernels"]
+    print("wide:", ep._core.kernel_families()["gemm"]["wide"])
     rng = np.random.default_rng(0)
     for t in (1, 2):
         ep.set_num_threads(t)
         for m, k, n in [(1, 1, 1), (3, 7, 17), (10, 33, 50), (17, 100, 33), (5, 1000, 16),
-                        (40, 256, 130), (1, 2048, 700)]:
+                        (40, 256, 130), (1, 2048, 700), (35, 200, 64), (16, 64, 32)]:
             w = rng.integers(-128, 128, (n, k)).astype(np.int8)
             s = rng.uniform(1e-3, 0.1, n).astype(np.float32)
             b = rng.normal(size=n).astype(np.float32)
@@ -284,11 +285,18 @@ _ISA_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("isa", ["scalar", "avx2", "avx512vnni", "neon", "neondot", "i8mm"])
+@pytest.mark.parametrize(
+    "isa", ["scalar", "avx2", "avx512vnni", "avx512vnni-noamx", "neon", "neondot", "i8mm"]
+)
 def test_every_isa_subprocess(isa):
+    """Each ISA in its own process; 'avx512vnni-noamx' sets EDGEPACK_AMX=0 so the AVX-512 VNNI
+    two-panel kernel runs where AMX would otherwise take over."""
+    isa, _, variant = isa.partition("-")
     if isa not in ep.cpu_info()["supported_isas"]:
         pytest.skip(f"{isa} is not supported by this CPU")
     env = dict(os.environ, EDGEPACK_ISA=isa)
+    if variant == "noamx":
+        env["EDGEPACK_AMX"] = "0"
     env["PYTHONPATH"] = PYDIR + os.pathsep + env.get("PYTHONPATH", "")
     res = subprocess.run(
         [sys.executable, "-c", _ISA_SCRIPT.format(isa=isa)],
@@ -298,6 +306,8 @@ def test_every_isa_subprocess(isa):
         timeout=300,
     )
     assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-3000:]
+    if variant == "noamx":
+        assert "wide: amx" not in res.stdout
 
 
 def test_packed_bytes_portable_across_isas(tmp_path):

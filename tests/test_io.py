@@ -52,7 +52,7 @@ def test_fp32_and_mixed_modules_roundtrip(tmp_path):
     c = edgepack.compress(m)
     assert isinstance(c[0][0], QuantEmbedding)
     _roundtrip(c, x, tmp_path)
-    d = nn.ModuleDict({"a": nn.ModuleList([nn.Linear(2, 3), nn.ReLU()])})
+    d = nn.ModuleDict({"a": nn.ModuleList([nn.Linear(2, 3), nn.ReLU()]), "b-c d": nn.Tanh()})
     edgepack.save(d, tmp_path / "d.ep")
     d2 = edgepack.load(tmp_path / "d.ep")
     assert type(d2) is nn.ModuleDict and type(d2["a"]) is nn.ModuleList
@@ -82,15 +82,6 @@ def test_fx_graph_model_roundtrip(tmp_path):
     assert isinstance(loaded.get_submodule("a"), QuantLinear)
 
 
-class _Untraceable(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin = nn.Linear(4, 4)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lin(x) if float(x.sum()) > 0 else x
-
-
 class _Exotic(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -101,8 +92,6 @@ class _Exotic(nn.Module):
 
 
 def test_save_refuses_what_it_cannot_store(tmp_path):
-    with pytest.raises(TypeError, match="torch.fx"):
-        edgepack.save(_Untraceable(), tmp_path / "a.ep")
     with pytest.raises(TypeError, match="not allowed"):
         edgepack.save(_Exotic(), tmp_path / "b.ep")
     with pytest.raises(TypeError, match="LSTM"):
@@ -186,3 +175,37 @@ def test_fuzz_flips_and_truncations(tmp_path):
             assert torch.equal(m(x), ref)
         loaded_ok += 1
     assert loaded_ok < 300
+
+
+class _Gated(nn.Module):
+    """Control flow on tensor values: no graph; saved weights-only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+        self.gate = nn.Parameter(torch.tensor([0.5, -1.0, 2.0, 1.0]))
+        self.register_buffer("offset", torch.arange(4.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return y * self.gate + self.offset if float(x.mean()) > -100 else y
+
+
+def test_weights_only_for_untraceable_models(tmp_path):
+    torch.manual_seed(6)
+    m = _Gated().eval()
+    c = edgepack.compress(m)
+    p = tmp_path / "g.ep"
+    with pytest.warns(UserWarning, match="weights only"):
+        edgepack.save(c, p)
+    with pytest.raises(ValueError, match="into="):
+        edgepack.load(p)
+    fresh = _Gated()  # another instance: random weights, plain Linear layers
+    loaded = edgepack.load(p, into=fresh)
+    assert type(loaded) is _Gated and isinstance(loaded.body[0], QuantLinear)
+    assert isinstance(fresh.body[0], nn.Linear)  # `into` untouched
+    x = torch.randn(3, 8)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), c(x))
+    with pytest.raises(ValueError, match="another architecture"):
+        edgepack.load(p, into=mnist_cnn())

@@ -137,3 +137,21 @@ def test_bad_inputs():
         edgepack.optimize(F.relu)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="meta"):
         edgepack.optimize(nn.Linear(3, 3, device="meta"))
+
+
+class _BranchyShared(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        act = nn.ReLU()
+        self.body = nn.Sequential(nn.Linear(4, 4), act)
+        self.act = act  # the same ReLU also runs below
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
+        return self.act(y - 1) if float(y.sum()) > -1e9 else y
+
+
+def test_sequential_scan_skips_shared_modules():
+    o = edgepack.optimize(_BranchyShared())
+    rep = o.edgepack_optimize_report_
+    assert rep["graph"] == "sequential" and rep["relu_fusions"] == []

@@ -1,6 +1,7 @@
 #include "common.h"
 #include "edgepack/cpu.h"
 #include "edgepack/gemm.h"
+#include "gemm/gemm_wide.h"
 #include "edgepack/parallel.h"
 #include "edgepack/quant.h"
 #include "edgepack/sparse.h"
@@ -56,6 +57,9 @@ void bind_cpu(py::module_& m) {
     py::dict gemm;
     gemm["available"] = isa_names(edgepack::gemm_kernel_list());
     gemm["selected"] = edgepack::isa_name(edgepack::gemm_kernels().isa);
+    // The two-panel kernel the driver pairs with it ("amx" when AMX-INT8 runs), or None.
+    const edgepack::GemmWideKernels* wide = edgepack::gemm_wide_for(edgepack::gemm_kernels());
+    gemm["wide"] = wide ? py::object(py::str(wide->name)) : py::object(py::none());
     d["gemm"] = gemm;
     py::dict sparse;
     sparse["available"] = isa_names(edgepack::sparse_kernel_list());

@@ -178,6 +178,35 @@ py::array linear_int8(const py::array& x, const py::array& buf, bool relu) {
   return out;
 }
 
+// Float-output linear on uint8 activations with per-row (scale, zero point): linear_u8_op.
+py::array linear_u8(const py::array& a, const py::array& buf, const py::array& row_scale,
+                    const py::array& row_zp, bool relu) {
+  const PackedView v = view(buf, false);
+  const uint8_t* ap = in_ptr<uint8_t>(a, "a", "uint8");
+  const std::size_t m = check_2d(a, "a", v.k);
+  const float* sp = in_ptr<float>(row_scale, "row_scale", "float32");
+  const int32_t* zp = in_ptr<int32_t>(row_zp, "row_zero_point", "int32");
+  if (row_scale.ndim() != 1 || static_cast<std::size_t>(row_scale.size()) != m ||
+      row_zp.ndim() != 1 || static_cast<std::size_t>(row_zp.size()) != m)
+    throw py::value_error("row_scale and row_zero_point must be 1-D with one entry per row of a");
+  float smax = 0.0f, wmax = 0.0f;
+  for (std::size_t r = 0; r < m; ++r) {
+    check_scale(sp[r], "row_scale");
+    check_zp(AType::kU8, zp[r], "row_zero_point");
+    smax = std::max(smax, sp[r]);
+  }
+  for (std::size_t i = 0; i < v.n; ++i) wmax = std::max(wmax, v.scale[i]);
+  if (!std::isfinite(smax * wmax)) throw py::value_error("row_scale * weight scale overflows float32");
+  check_outputs(m, v.n);
+  py::array_t<float> out({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(v.n)});
+  float* op = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    edgepack::linear_u8_op(edgepack::gemm_kernels(), v, ap, m, v.k, sp, zp, relu, op);
+  }
+  return out;
+}
+
 py::array linear_q(const py::array& a, const py::array& buf, float a_scale, int a_zp,
                    float out_scale, int out_zp, bool relu, const std::string& out_dtype) {
   const PackedView v = view(buf, false);
@@ -230,6 +259,8 @@ void bind_gemm(py::module_& m) {
   m.def("linear_q", &linear_q, py::arg("a_q"), py::arg("buf"), py::arg("a_scale"),
         py::arg("a_zero_point"), py::arg("out_scale"), py::arg("out_zero_point"), py::arg("relu"),
         py::arg("out_dtype"));
+  m.def("linear_u8", &linear_u8, py::arg("a"), py::arg("buf"), py::arg("row_scale"),
+        py::arg("row_zero_point"), py::arg("relu"));
   m.attr("GEMM_MAX_K") = edgepack::kMaxK;
   m.attr("GEMM_MAX_OUTPUTS") = edgepack::kMaxOutputs;
 }

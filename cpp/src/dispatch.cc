@@ -73,13 +73,18 @@ const GemmEpilogues& gemm_epilogues() {
 }
 
 // Two-panel micro-kernels (gemm_wide.h): used alongside the dispatched GemmKernels when one
-// matches its ISA and A format. No reference entry: the one-panel reference is the spec.
+// matches its ISA and A format (the first match wins). No reference entry: the one-panel
+// reference is the spec. AMX-INT8 has no rung of its own on the ISA ladder: it is listed at the
+// avx512vnni level when the machine can run it, and EDGEPACK_AMX=0 leaves it out.
 const std::vector<GemmWideKernels>& gemm_wide_kernel_list() {
-  static const std::vector<GemmWideKernels> list{
+  static const std::vector<GemmWideKernels> list = [] {
+    std::vector<GemmWideKernels> l;
 #if defined(EDGEPACK_ARCH_X86)
-      gemm_wide_kernels_avx512vnni(),
+    if (isa_supported_by_cpu(Isa::kAvx512Vnni) && amx_usable()) l.push_back(gemm_wide_kernels_amx());
+    l.push_back(gemm_wide_kernels_avx512vnni());
 #endif
-  };
+    return l;
+  }();
   return list;
 }
 

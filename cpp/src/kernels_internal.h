@@ -25,6 +25,9 @@ GemmKernels gemm_kernels_avx2();
 GemmKernels gemm_kernels_avx512vnni();
 GemmEpilogues gemm_epilogues_avx512();
 GemmWideKernels gemm_wide_kernels_avx512vnni();
+// AMX-INT8 (runs at the avx512vnni level when amx_usable(): CPU, OS and permission checked).
+bool amx_usable();
+GemmWideKernels gemm_wide_kernels_amx();
 #endif
 #if defined(EDGEPACK_ARCH_ARM)
 GemmKernels gemm_kernels_neon();

@@ -410,8 +410,9 @@ TEST(gemm_wide_kernels_match_reference) {
   auto& g = eptest::rng();
   for (const GemmWideKernels& wk : gemm_wide_kernel_list()) {
     if (!isa_supported_by_cpu(wk.isa)) continue;
+    std::cout << "  wide kernel tested: " << wk.name << "\n";
     std::size_t bad = 0;
-    for (std::size_t kp : {8, 16, 24, 64, 136, 1032})
+    for (std::size_t kp : {8, 16, 24, 64, 72, 136, 1032})
       for (std::size_t mr = 1; mr <= wk.max_mr; ++mr)
         for (int fill = 0; fill < 3; ++fill) {
           const std::size_t lda = kp + 4 * (mr % 3);

@@ -30,6 +30,7 @@ import operator
 import os
 import re
 import struct
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -56,7 +57,7 @@ _DTYPES: dict[str, tuple[np.dtype[Any], torch.dtype]] = {
 }
 _TORCH2NAME = {t: n for n, (_, t) in _DTYPES.items()}
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_CHILD = re.compile(r"^[A-Za-z0-9_]+$")
+_CHILD = re.compile(r"^[^.\x00-\x1f]{1,256}$")  # what nn.Module.add_module accepts, bounded
 _PATH = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
 
 
@@ -262,6 +263,9 @@ def _encode(m: nn.Module, w: _Writer, fx_leaves_only: bool = False) -> dict[str,
     if tn is None:
         raise TypeError(f"module type {type(m).__name__} cannot be stored")
     if tn in _CONTAINERS:
+        for n in m._modules:
+            if not _CHILD.match(n):
+                raise TypeError(f"module name {n!r} cannot be stored")
         return {"type": tn, "children": [[n, _encode(c, w)] for n, c in m.named_children()]}
     if tn == "QuantLinear":
         assert isinstance(m, QuantLinear)
@@ -271,7 +275,8 @@ def _encode(m: nn.Module, w: _Writer, fx_leaves_only: bool = False) -> dict[str,
         return {"type": tn, "in_channels": m.in_channels, "out_channels": m.out_channels,
                 "kernel_size": list(m.kernel_size), "stride": list(m.stride),
                 "pads": list(m.pads), "dilation": list(m.dilation),
-                "padding_mode": m.padding_mode, "linear": _enc_quant_linear(m.linear, w)}
+                "padding_mode": m.padding_mode, "act_granularity": m.act_granularity,
+                "linear": _enc_quant_linear(m.linear, w)}
     if tn == "QuantEmbedding":
         assert isinstance(m, QuantEmbedding)
         return {"type": tn, "padding_idx": m.padding_idx,
@@ -305,10 +310,8 @@ def _dec_quant_linear(d: dict[str, Any], r: _Reader) -> QuantLinear:
         raise _fail("QuantLinear features must be positive")
     kind = _get(d, "packed_kind", str)
     packed = _backend.packed_from_bytes(kind, r.raw(d.get("packed")))
-    for attr, want in (("in_features", k), ("out_features", n)):
-        got = getattr(packed, attr, want)
-        if int(got) != want:
-            raise _fail(f"packed weights have {attr}={got}, expected {want}")
+    if tuple(packed.shape) != (n, k):
+        raise _fail(f"packed weights have shape {tuple(packed.shape)}, expected {(n, k)}")
     scale = r.tensor(d.get("weight_scale"), (n,), torch.float32)
     bias = None if d.get("bias") is None else r.tensor(d.get("bias"), (n,), torch.float32)
     a_s = _get(d, "act_scale", (float, int), opt=True)
@@ -347,7 +350,8 @@ def _decode(d: object, r: _Reader, depth: int = 0) -> nn.Module:
         return QuantConv2d(_dec_quant_linear(lin_d, r), _get(d, "in_channels", int),
                            _get(d, "out_channels", int), _t(_get(d, "kernel_size", list)),
                            _t(_get(d, "stride", list)), _t(_get(d, "pads", list)),
-                           _t(_get(d, "dilation", list)), _get(d, "padding_mode", str))
+                           _t(_get(d, "dilation", list)), _get(d, "padding_mode", str),
+                           _get(d, "act_granularity", str))
     if tn == "QuantEmbedding":
         sec = r.sections[d["weight_q"]] if isinstance(d.get("weight_q"), int) and 0 <= d[
             "weight_q"] < len(r.sections) else None
@@ -466,6 +470,10 @@ def _dec_arg(a: Any, env: dict[str, fx.Node], depth: int = 0) -> Any:
     raise _fail("bad graph argument")
 
 
+class _NoGraph(TypeError):
+    """torch.fx could not trace the model's forward."""
+
+
 class _LeafTracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         tn = _type_name(m)
@@ -479,8 +487,8 @@ def _encode_fx(model: nn.Module, w: _Writer) -> dict[str, Any]:
     try:
         graph = _LeafTracer().trace(model)
     except Exception as e:  # noqa: BLE001 - report why the model cannot be stored
-        raise TypeError(f"{type(model).__name__}.forward cannot be captured with torch.fx "
-                        f"({type(e).__name__}: {e})") from e
+        raise _NoGraph(f"{type(model).__name__}.forward cannot be captured with torch.fx "
+                       f"({type(e).__name__}: {str(e)[:200]})") from e
     nodes = []
     modules: dict[str, Any] = {}
     attrs: dict[str, int] = {}
@@ -616,16 +624,93 @@ def _is_tree(m: nn.Module) -> bool:
     return True
 
 
+def _encode_state(model: nn.Module, w: _Writer) -> dict[str, Any]:
+    """Weights-only layout for models whose forward no graph can capture (e.g. Hugging Face
+    transformers): every known leaf module (QuantLinear, LayerNorm, ...) by its path, plus the
+    tensors owned directly by the other modules. load(path, into=<an instance of the class>)
+    puts them into a copy of that instance."""
+    modules: dict[str, Any] = {}
+    tensors: dict[str, int] = {}
+
+    def walk(m: nn.Module, prefix: str) -> None:
+        tn = _type_name(m)
+        if prefix and tn is not None and tn not in _CONTAINERS:
+            modules[prefix[:-1]] = _encode(m, w)
+            return
+        if tn is None and list(m.children()) == [] and type(m).__module__.startswith("torch.nn"):
+            raise TypeError(f"module type {type(m).__name__} cannot be stored")
+        own = list(m._parameters.items()) + list(m._buffers.items())
+        for name, t in own:
+            if isinstance(t, torch.Tensor):
+                tensors[prefix + name] = w.add_tensor(t)
+        for cname, c in m.named_children():
+            walk(c, prefix + cname + ".")
+
+    walk(model, "")
+    return {"type": "state", "class": f"{type(model).__module__}.{type(model).__qualname__}",
+            "modules": modules, "tensors": tensors}
+
+
+def _decode_state(d: dict[str, Any], r: _Reader, into: nn.Module | None) -> nn.Module:
+    cls = _get(d, "class", str)
+    if into is None:
+        raise FormatError(f"this file holds the weights of a {cls}, whose forward is not a graph "
+                          "edgepack can store; load it with edgepack.load(path, into=<an "
+                          "instance of that class>)")
+    from ._copy import deepcopy_model
+    from .optimize import set_submodule
+
+    model = deepcopy_model(into)
+    modules = _get(d, "modules", dict)
+    tensors = _get(d, "tensors", dict)
+    for path, md in modules.items():
+        if not isinstance(path, str) or not _PATH.match(path):
+            raise _fail(f"bad module path {path!r}")
+        parent, _, _ = path.rpartition(".")
+        try:
+            model.get_submodule(parent) if parent else model
+        except AttributeError as e:
+            raise _fail(f"`into` has no module {parent!r} (another architecture?)") from e
+        set_submodule(model, path, _decode(md, r))
+    for path, sec in tensors.items():
+        if not isinstance(path, str) or not _PATH.match(path):
+            raise _fail(f"bad tensor path {path!r}")
+        owner, _, name = path.rpartition(".")
+        try:
+            mod = model.get_submodule(owner) if owner else model
+        except AttributeError as e:
+            raise _fail(f"`into` has no module {owner!r} (another architecture?)") from e
+        cur = mod._parameters.get(name, mod._buffers.get(name))
+        if not isinstance(cur, torch.Tensor):
+            raise _fail(f"`into` has no tensor {path!r} (another architecture?)")
+        t = r.tensor(sec, tuple(cur.shape), cur.dtype)
+        with torch.no_grad():
+            cur.copy_(t)
+    return model
+
+
 def save(model: nn.Module, path: str | os.PathLike[str]) -> int:
     """Write `model` (compressed or not) to one file; returns the number of bytes written.
 
     Plain compositions (Sequential/ModuleList/ModuleDict of known layers) are stored as a module
-    tree; other models as their torch.fx graph. Raises TypeError for what cannot be stored.
+    tree; other models as their torch.fx graph; both load without the model's class. A model
+    whose forward torch.fx cannot capture (e.g. Hugging Face transformers) is stored weights-only
+    (a warning says so): load it with edgepack.load(path, into=<an instance of its class>).
+    Raises TypeError for what cannot be stored.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     w = _Writer()
-    tree = _encode(model, w) if _is_tree(model) else _encode_fx(model, w)
+    if _is_tree(model):
+        tree = _encode(model, w)
+    else:
+        try:
+            tree = _encode_fx(model, w)
+        except _NoGraph as e:
+            warnings.warn(f"edgepack.save: {e}; storing weights only: load with "
+                          "edgepack.load(path, into=<an instance of the class>)", stacklevel=2)
+            w = _Writer()
+            tree = _encode_state(model, w)
     header = {"format": "edgepack", "version": VERSION, "model": tree,
               "sections": w.sections, "data_nbytes": w.size}
     hb = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
@@ -641,7 +726,7 @@ def save(model: nn.Module, path: str | os.PathLike[str]) -> int:
     return len(head) + w.size
 
 
-def _parse(buf: bytes) -> nn.Module:
+def _parse(buf: bytes, into: nn.Module | None) -> nn.Module:
     if len(buf) < _PRE.size:
         raise _fail("file is too short (truncated?)")
     magic, version, reserved, hlen, hsha = _PRE.unpack_from(buf, 0)
@@ -685,22 +770,31 @@ def _parse(buf: bytes) -> nn.Module:
     tree = header.get("model")
     if isinstance(tree, dict) and tree.get("type") == "fx":
         model = _decode_fx(tree, r)
+    elif isinstance(tree, dict) and tree.get("type") == "state":
+        model = _decode_state(tree, r, into)
     else:
         model = _decode(tree, r)
     return model.eval()
 
 
-def load(path: str | os.PathLike[str]) -> nn.Module:
-    """Rebuild a model saved by edgepack.save (eval mode). Invalid files raise ValueError."""
+def load(path: str | os.PathLike[str], *, into: nn.Module | None = None) -> nn.Module:
+    """Rebuild a model saved by edgepack.save (eval mode). Invalid files raise ValueError.
+
+    into: only for weights-only files (models whose forward is not a graph): an instance of the
+    saved model's class (e.g. the fp32 model); a compressed copy of it is returned, `into` itself
+    is not changed.
+    """
+    if into is not None and not isinstance(into, nn.Module):
+        raise TypeError(f"into must be a torch.nn.Module, got {type(into).__name__}")
     with open(path, "rb") as f:
         buf = f.read()
-    return loads(buf)
+    return loads(buf, into=into)
 
 
-def loads(buf: bytes) -> nn.Module:
+def loads(buf: bytes, *, into: nn.Module | None = None) -> nn.Module:
     """load() from bytes already in memory."""
     try:
-        return _parse(bytes(buf))
+        return _parse(bytes(buf), into)
     except FormatError:
         raise
     except (ValueError, TypeError, KeyError, IndexError, RuntimeError, AttributeError,

@@ -79,6 +79,14 @@ void gemm_s32_op(const GemmKernels& gk, const PackedView& p, const void* a, ATyp
 void linear_int8_op(const GemmKernels& gk, const QuantKernels& qk, const PackedView& p,
                     const float* x, std::size_t m, std::size_t ldx, bool relu, float* out);
 
+// Float-output linear on activations already quantized to uint8 (edgepack.nn's static layers and
+// its im2col convs): row r of a [m][K] (row stride lda) has its own (row_scale[r], row_zp[r]);
+// y = float(sum_k (a - row_zp[r]) * w) * float(row_scale[r] * w_scale[n]) (+ bias) (relu), the
+// epilogue of linear_int8_op. out is [m][N]. Scales must keep row_scale * w_scale finite.
+void linear_u8_op(const GemmKernels& gk, const PackedView& p, const uint8_t* a, std::size_t m,
+                  std::size_t lda, const float* row_scale, const int32_t* row_zp, bool relu,
+                  float* out);
+
 // Static int8 linear (linear_q_ref): a int8/uint8 [m][K] with per-tensor (a_scale, a_zp), output
 // requantized to out_dtype with (out_scale, out_zp). out is [m][N] bytes.
 void linear_q_op(const GemmKernels& gk, const PackedView& p, const void* a, AType at,

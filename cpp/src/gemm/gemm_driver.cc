@@ -1,17 +1,21 @@
 // The GEMM driver: prepares A in the micro-kernel's format, walks (M tile, N panel) blocks, calls
-// the dispatched micro-kernel into a small int32 tile and applies a fused epilogue (zero-point
-// correction, then int32 / fp32 / requantized output). Arch-neutral C++: every ISA goes through
-// the same code, only the micro-kernel pointer differs.
+// the dispatched micro-kernel into a small int32 tile and applies the dispatched per-tile
+// epilogue (gemm_epilogue.h: zero-point correction, then int32 / fp32 / requantized output).
+// Arch-neutral C++: every ISA goes through the same code, only the kernel pointers differ. When a
+// two-panel kernel matches the dispatched one (gemm_wide.h: AVX-512 VNNI 8x32, AMX 16x32) panels
+// go in pairs.
 //
 // Blocking: the outer loop walks chunks of N panels sized to stay in L2 (~512 KiB), inside it the
-// M tiles (max_mr rows, whose A rows stay in L1 across the chunk), inside that the panels. Large
-// M is processed in row chunks (A scratch bounded at ~1 MiB), each quantized then multiplied.
-// Threads: N panels are split evenly over the pool when there are enough of them, M tiles
-// otherwise; tiny problems stay on the caller. Each output is produced by exactly one micro-kernel
-// call over the whole K, so results do not depend on the thread count or split.
+// M tiles (whose A rows stay in L1 across the chunk), inside that the panels. Large M is
+// processed in row chunks (A scratch bounded at ~1 MiB), each quantized then multiplied. Prepared
+// A rows are 64-byte aligned with a cache-line multiple stride (see a_stride()).
+// Threads: N panel pairs are split evenly over the pool when there are enough of them, M tiles
+// otherwise; tiny problems stay on the caller. Each output is produced by exactly one kernel call
+// over the whole K, so results do not depend on the thread count or split.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 #include <vector>
@@ -32,13 +36,21 @@ constexpr std::size_t kQuantGrainElems = 1u << 15;
 
 // Per-thread scratch, grown on demand and reused: no allocation in steady state.
 struct Scratch {
-  std::vector<uint8_t> a;
+  std::vector<uint8_t> a;  // A rows; use a_buffer() for a 64-byte aligned pointer
   std::vector<float> row_scale;
   std::vector<int32_t> row_zpoff;
 };
 Scratch& scratch() {
   static thread_local Scratch s;
   return s;
+}
+
+// 64-byte aligned A scratch of at least `bytes`: rows whose stride is a multiple of 64 then
+// start on cache lines, so a 64-byte tile row or zmm group read never straddles two lines.
+uint8_t* a_buffer(Scratch& s, std::size_t bytes) {
+  if (s.a.size() < bytes + 64) s.a.resize(bytes + 64);
+  const auto addr = reinterpret_cast<std::uintptr_t>(s.a.data());
+  return s.a.data() + ((64 - addr % 64) % 64);
 }
 
 // Offset the kernel's A encoding subtracts from a_u8 (see gemm.h).
@@ -99,10 +111,14 @@ void compute_block(const GemmKernels& gk, const PackedView& p, const uint8_t* a,
   }
 }
 
-// Row stride of prepared A: Kp, plus one cache line when Kp is a multiple of 1 KiB, so the
-// max_mr rows a micro-kernel reads do not all map to the same few L1 sets (at Kp = 4096 all
-// 16 rows would share one set of a 12-way L1 and evict each other on every group).
-std::size_t a_stride(std::size_t kp) { return kp % 1024 == 0 ? kp + 64 : kp; }
+// Row stride of prepared A: Kp rounded up to whole cache lines (tile rows and groups never
+// straddle two lines), plus one more line when that is a multiple of 1 KiB, so the rows a
+// micro-kernel reads do not all map to the same few L1 sets (at Kp = 4096 all 16 rows would
+// share one set of a 12-way L1 and evict each other on every group).
+std::size_t a_stride(std::size_t kp) {
+  const std::size_t ld = (kp + 63) / 64 * 64;
+  return ld % 1024 == 0 ? ld + 64 : ld;
+}
 
 // Rows per A chunk: a multiple of the tile height, about kAChunkBytes of A.
 std::size_t rows_per_chunk(const GemmKernels& gk, std::size_t kp) {
@@ -116,14 +132,15 @@ std::size_t rows_per_chunk(const GemmKernels& gk, std::size_t kp) {
 const uint8_t* prepare_a(const GemmKernels& gk, const PackedView& p, const uint8_t* a, AType at,
                          std::size_t m, std::size_t lda, std::size_t* lda_out) {
   const bool flip = (at == AType::kS8) != (gk.a_format == AFormat::kS8);
-  if (!flip && p.k == p.kp) {
+  // The caller's rows are used in place when they already look like prepared rows.
+  if (!flip && p.k == p.kp && lda == a_stride(p.kp) &&
+      reinterpret_cast<std::uintptr_t>(a) % 64 == 0) {
     *lda_out = lda;
     return a;
   }
   Scratch& s = scratch();
   const std::size_t k = p.k, kp = p.kp, ld = a_stride(kp);
-  if (s.a.size() < m * ld) s.a.resize(m * ld);
-  uint8_t* dst = s.a.data();
+  uint8_t* dst = a_buffer(s, m * ld);
   const std::size_t grain = std::max<std::size_t>(1, kQuantGrainElems / kp);
   parallel_for(m, grain, [&](std::size_t b, std::size_t e) {
     for (std::size_t r = b; r < e; ++r) {
@@ -230,12 +247,11 @@ void linear_int8_run(const GemmKernels& gk, const QuantKernels& qk, const Packed
   const int32_t off = format_offset(gk);
   Scratch& s = scratch();
   const std::size_t rows_max = std::min(chunk, m);
-  if (s.a.size() < rows_max * ld) s.a.resize(rows_max * ld);
+  uint8_t* abuf = a_buffer(s, rows_max * ld);
   if (s.row_scale.size() < rows_max) {
     s.row_scale.resize(rows_max);
     s.row_zpoff.resize(rows_max);
   }
-  uint8_t* abuf = s.a.data();
   float* rs = s.row_scale.data();
   int32_t* rz = s.row_zpoff.data();
   epi.row_scale = rs;
@@ -285,6 +301,25 @@ void linear_int8_op(const GemmKernels& gk, const QuantKernels& qk, const PackedV
   if (m == 0) return;
   linear_int8_run(gk, qk, p, x, m, ldx,
                   EpiF32{&gemm_epilogues(), out, p.n, &p, relu, nullptr, nullptr, 0});
+}
+
+void linear_u8_op(const GemmKernels& gk, const PackedView& p, const uint8_t* a, std::size_t m,
+                  std::size_t lda, const float* row_scale, const int32_t* row_zp, bool relu,
+                  float* out) {
+  check_kernel(gk);
+  if (m == 0) return;
+  // The epilogue's zero-point correction uses zp minus the kernel's A-format offset (gemm.h).
+  std::vector<int32_t> zpoff(m);
+  const int32_t off = format_offset(gk);
+  for (std::size_t r = 0; r < m; ++r) zpoff[r] = row_zp[r] - off;
+  const EpiF32 epi{&gemm_epilogues(), out, p.n, &p, relu, row_scale, zpoff.data(), 0};
+  const std::size_t chunk = rows_per_chunk(gk, p.kp);
+  for (std::size_t r0 = 0; r0 < m; r0 += chunk) {
+    const std::size_t rows = std::min(chunk, m - r0);
+    std::size_t ld;
+    const uint8_t* ak = prepare_a(gk, p, a + r0 * lda, AType::kU8, rows, lda, &ld);
+    compute_block(gk, p, ak, ld, r0, rows, epi);
+  }
 }
 
 void linear_q_op(const GemmKernels& gk, const PackedView& p, const void* a, AType at,

@@ -15,6 +15,7 @@
 namespace edgepack {
 
 struct GemmWideKernels {
+  const char* name;  // for reports and tests ("avx512vnni", "amx")
   Isa isa;
   AFormat a_format;
   std::size_t max_mr;

@@ -69,7 +69,7 @@ void ukernel2(std::size_t mr, std::size_t kp, const uint8_t* a, std::size_t lda,
 }  // namespace
 
 GemmWideKernels gemm_wide_kernels_avx512vnni() {
-  return GemmWideKernels{Isa::kAvx512Vnni, AFormat::kU8, kMaxMr, ukernel2};
+  return GemmWideKernels{"avx512vnni", Isa::kAvx512Vnni, AFormat::kU8, kMaxMr, ukernel2};
 }
 
 }  // namespace edgepack

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
+
+from .. import _core  # type: ignore[attr-defined]
 
 
 def _ep() -> Any:
@@ -46,32 +49,59 @@ def pack_linear(
     """Pack int8 weights [N, K] (+ float32 scale [N], bias [N]) for the kernels.
 
     sparse: "never" -> dense; "always" -> block-sparse (needs the sparse kernels); "auto" ->
-    edgepack.pack_auto's measured choice when the build has it, else dense.
+    edgepack.pack_auto's measured choice when the build has it, else dense; "auto_size" ->
+    sparse exactly when it is smaller than dense (no timing: a deterministic choice, for
+    layers whose numerics depend on the packing, see QuantConv2d).
     """
     w_q = w_q.contiguous()
     scale = scale.to(torch.float32).contiguous()
     b = None if bias is None else bias.detach().to(torch.float32).contiguous()
     if sparse == "always":
         return _need("pack_sparse")(w_q, scale, bias=b)
-    if sparse == "auto" and hasattr(_ep(), "pack_auto"):
-        return _ep().pack_auto(w_q, scale, bias=b)
-    if sparse not in ("auto", "never"):
+    # "auto" asks pack_auto (which measures the dense/sparse speed crossover for the layer's
+    # shape on this CPU) when the weights hold zeros at all, and keeps its sparse choice only if
+    # it is also smaller than the dense packing: sparse must pay in bytes and in time.
+    if sparse == "auto" and hasattr(_ep(), "pack_auto") and bool((w_q == 0).any()):
+        packed = _ep().pack_auto(w_q, scale, bias=b)
+        if not is_sparse(packed):
+            return packed
+        dense = _need("pack_weights")(w_q, scale, bias=b)
+        return packed if packed_nbytes(packed) < packed_nbytes(dense) else dense
+    if sparse == "auto_size" and has_sparse() and bool((w_q == 0).any()):
+        sp = _need("pack_sparse")(w_q, scale, bias=b)
+        dense = _need("pack_weights")(w_q, scale, bias=b)
+        return sp if packed_nbytes(sp) < packed_nbytes(dense) else dense
+    if sparse not in ("auto", "auto_size", "never"):
         raise ValueError(f"sparse must be 'auto', 'never' or 'always', got {sparse!r}")
     return _need("pack_weights")(w_q, scale, bias=b)
+
+
+def dense_buffer(packed: object) -> Any:
+    """The raw packed bytes of a dense PackedLinear (None for other packings)."""
+    cls = getattr(_ep(), "PackedLinear", None)
+    if cls is not None and type(packed) is cls:
+        return packed.buffer  # type: ignore[attr-defined]
+    return None
+
+
+def dense_dynamic(x2d: torch.Tensor, buf: Any, relu: bool) -> torch.Tensor:
+    """linear_int8 on a dense packed buffer, straight into the native call (x2d: float32,
+    2-D, C-contiguous, CPU, checked by the caller; the native code checks shapes again)."""
+    return torch.from_numpy(_core.linear_int8(x2d.numpy(), buf, relu))
+
+
+def dense_u8(a_u8: np.ndarray, buf: Any, row_scale: np.ndarray, row_zp: np.ndarray,
+             relu: bool) -> torch.Tensor:
+    """Float-output linear on uint8 activations [M, K] (C-contiguous) whose row r has the
+    quantization (row_scale[r], row_zp[r]): int8 GEMM and linear_int8's fp32 epilogue in one
+    native call (reference: gemm_s32_ref per row zero point -> epilogue_ref)."""
+    return torch.from_numpy(_core.linear_u8(a_u8, buf, row_scale, row_zp, relu))
 
 
 def run_dynamic(x2d: torch.Tensor, packed: object, relu: bool) -> torch.Tensor:
     """float32 [M, K] -> float32 [M, N]: dynamic per-row int8 linear with fused bias/ReLU."""
     fn = _need("sparse_linear_int8") if is_sparse(packed) else _need("linear_int8")
     out: torch.Tensor = fn(x2d, packed, relu=relu)
-    return out
-
-
-def run_s32(a_u8: torch.Tensor, packed: object, a_zero_point: int) -> torch.Tensor:
-    """uint8 [M, K] -> int32 [M, N] = (a - zp) @ w.T (dense packing only)."""
-    if is_sparse(packed):
-        raise RuntimeError("static activations need dense packing (no sparse int32 GEMM)")
-    out: torch.Tensor = _need("gemm_s32")(a_u8, packed, a_zero_point=a_zero_point)
     return out
 
 

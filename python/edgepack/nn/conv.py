@@ -1,19 +1,36 @@
-"""QuantConv2d: Conv2d as im2col (torch unfold) into the int8 GEMM of QuantLinear.
+"""QuantConv2d: Conv2d as uint8 im2col into the int8 GEMM of QuantLinear, in NHWC.
 
-Row m of the im2col matrix is one output position's receptive field (C*kh*kw values, channel
-major, matching weight.reshape(O, -1)); dynamic activations therefore get one range per output
-position. groups > 1 is not supported here (compress keeps such convs fp32 with a warning).
-The output is an NCHW-shaped view in channels_last memory (no extra copy).
+Activations are quantized BEFORE im2col, once per input element rather than kh*kw times: one
+uint8 asymmetric range per image (dynamic: from the image's min/max, widened to include 0, so
+zero padding is exact; static: the calibrated range). The padded NHWC uint8 image is then
+unfolded with one strided view and one byte copy; row m of the im2col matrix is one output
+position's receptive field in (kh, kw, C) order, matching the packed weight
+weight.permute(0, 2, 3, 1).reshape(O, kh*kw*C). The GEMM and the fp32 epilogue (bias, ReLU)
+run in one native call with the image's (scale, zero point) on each of its rows.
+
+Spec per image i (tests/test_compress.py checks it bit for bit): s, z = qparams(min, max of x_i);
+a = quantize(pad(x_i), s, z) in NHWC; acc = sum (a - z) * w over the receptive field;
+y = float(acc) * float(s * w_scale) + bias, ReLU.
+
+The input is read as NHWC (free for channels_last tensors, which is what QuantConv2d returns:
+an NCHW-shaped view of NHWC memory, so conv -> pool -> conv chains never transpose).
+act_granularity="row" (and sparse packings, whose kernel takes float input; compress's
+sparse="auto" picks sparse for a conv only when it is smaller, a choice free of timing) runs the
+float im2col through linear_int8: one dynamic range per output position (row of the im2col
+matrix), finer but slower (the quantization runs kh*kw times per input element).
+groups > 1 is not supported (compress keeps such convs fp32 with a warning).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import _core  # type: ignore[attr-defined]
 from .linear import QuantLinear, check_float_input
 
 
@@ -41,6 +58,24 @@ def conv_pads(
     return (pw, pw, ph, ph)
 
 
+def im2col_index(h: int, w: int, kernel: tuple[int, int], stride: tuple[int, int],
+                 dilation: tuple[int, int], oh: int, ow: int) -> np.ndarray:
+    """Pixel index (row * w + col) of every (output position, kh, kw) tap, flattened."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    i = np.arange(oh)[:, None, None, None] * sh + np.arange(kh)[None, None, :, None] * dh
+    j = np.arange(ow)[None, :, None, None] * sw + np.arange(kw)[None, None, None, :] * dw
+    return np.ascontiguousarray((i * w + j).reshape(-1).astype(np.intp))
+
+
+def _im2col(pixels: np.ndarray, idx: np.ndarray | None, taps: int) -> np.ndarray:
+    """[N, H*W, C] pixels (any dtype) -> [N*oh*ow, kh*kw*C] receptive fields: one gather of
+    C-contiguous pixel rows (np.take beats strided tensor copies at small C)."""
+    n, hw, c = pixels.shape
+    if idx is None:  # 1x1, stride 1: the input is the im2col matrix
+        return pixels.reshape(n * hw, c)
+    return np.take(pixels, idx, axis=1).reshape(-1, taps * c)
+
+
 class QuantConv2d(nn.Module):
     """int8 Conv2d (groups=1) via im2col + QuantLinear's GEMM."""
 
@@ -54,8 +89,12 @@ class QuantConv2d(nn.Module):
         padding: tuple[int, int, int, int] = (0, 0, 0, 0),
         dilation: tuple[int, int] = (1, 1),
         padding_mode: str = "zeros",
+        act_granularity: str = "image",
     ) -> None:
         super().__init__()
+        if act_granularity not in ("image", "row"):
+            raise ValueError(f"act_granularity must be 'image' or 'row', got {act_granularity!r}")
+        self.act_granularity = act_granularity
         self.linear = linear
         self.in_channels = int(in_channels)
         self.out_channels = int(out_channels)
@@ -65,11 +104,15 @@ class QuantConv2d(nn.Module):
         if len(self.pads) != 4 or min(self.pads) < 0:
             raise ValueError(f"padding must be 4 non-negative ints, got {padding!r}")
         self.dilation = _pair(dilation)
+        if min(self.kernel_size + self.stride + self.dilation) < 1:
+            raise ValueError("kernel_size, stride and dilation must be >= 1")
         if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
             raise ValueError(f"unknown padding_mode {padding_mode!r}")
         self.padding_mode = padding_mode
         if linear.in_features != self.in_channels * self.kernel_size[0] * self.kernel_size[1]:
             raise ValueError("linear.in_features must equal in_channels * kh * kw")
+        self._idx_key: tuple[int, int] | None = None
+        self._idx: np.ndarray | None = None
 
     @classmethod
     def from_float(
@@ -79,6 +122,7 @@ class QuantConv2d(nn.Module):
         relu: bool = False,
         sparse: str = "auto",
         act_qparams: tuple[float, int] | None = None,
+        act_granularity: str = "image",
     ) -> QuantConv2d:
         if mod.groups != 1:
             raise ValueError("QuantConv2d supports groups=1 only")
@@ -86,38 +130,85 @@ class QuantConv2d(nn.Module):
         dil = _pair(mod.dilation)
         k = mod.in_channels * ks[0] * ks[1]
         shim = nn.Linear(k, mod.out_channels, bias=mod.bias is not None)
-        # weights (pruning masks honoured) reshaped [O, C*kh*kw] in unfold's order
+        # weights (pruning masks honoured) as [O, kh*kw*C], the im2col column order
         from ..quantize.weights import effective_weight
 
         with torch.no_grad():
-            shim.weight.copy_(effective_weight(mod).reshape(mod.out_channels, -1))
+            w = effective_weight(mod).permute(0, 2, 3, 1).reshape(mod.out_channels, -1)
+            shim.weight.copy_(w)
             if mod.bias is not None and shim.bias is not None:
                 shim.bias.copy_(effective_weight(mod, "bias"))
-        lin = QuantLinear.from_float(shim, relu=relu, sparse=sparse, act_qparams=act_qparams)
+        # A sparse packing changes a conv's numerics (the sparse kernel takes float rows: per-row
+        # ranges), so "auto" decides by size alone here, never by a timing measurement.
+        lin = QuantLinear.from_float(shim, relu=relu, sparse="auto_size" if sparse == "auto"
+                                     else sparse, act_qparams=act_qparams)
         return cls(lin, mod.in_channels, mod.out_channels, ks, _pair(mod.stride),
-                   conv_pads(mod.padding, ks, dil), dil, mod.padding_mode)
+                   conv_pads(mod.padding, ks, dil), dil, mod.padding_mode, act_granularity)
+
+    def _index(self, h: int, w: int, oh: int, ow: int) -> np.ndarray | None:
+        """The im2col gather index for an input of h x w (after padding), cached per size."""
+        if self.kernel_size == (1, 1) and self.stride == (1, 1):
+            return None
+        if self._idx_key != (h, w):
+            self._idx = im2col_index(h, w, self.kernel_size, self.stride, self.dilation, oh, ow)
+            self._idx_key = (h, w)
+        return self._idx
+
+    def _quantize_images(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """uint8 images [N, P] and their (scale [N], zero_point [N]): calibrated (static) or
+        each image's own min/max range (dynamic: one native call, the dynamic_quant_rows_ref
+        spec; padding does not change the range: zeros are inside it, reflected values too)."""
+        lin = self.linear
+        n = flat.shape[0]
+        if lin.act_scale is None:
+            q, s, z = _core.quantize_dynamic(flat, "uint8", False, True)  # NaN/inf: ValueError
+            return q, s, z
+        s = np.full(n, lin.act_scale, np.float32)
+        z = np.full(n, int(lin.act_zero_point or 0), np.int32)
+        return _core.quantize(flat, s, z, 0, "uint8"), s, z
+
+    def _padded_nhwc(self, xb: torch.Tensor) -> torch.Tensor:
+        """NHWC (contiguous) view/copy of NCHW-shaped xb, with the conv's padding applied."""
+        left, right, top, bottom = self.pads
+        if not any(self.pads):
+            return xb.permute(0, 2, 3, 1).contiguous()
+        if self.padding_mode != "zeros":
+            return F.pad(xb, self.pads, mode=self.padding_mode).permute(0, 2, 3, 1).contiguous()
+        n, c, h, w = xb.shape
+        out = xb.new_zeros((n, h + top + bottom, w + left + right, c))
+        out[:, top:top + h, left:left + w, :] = xb.permute(0, 2, 3, 1)
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_float_input(x, "QuantConv2d")
+        if not isinstance(x, torch.Tensor) or x.device.type != "cpu" or not x.is_floating_point():
+            check_float_input(x, "QuantConv2d")
         batched = x.dim() == 4
         if x.dim() not in (3, 4) or x.shape[-3] != self.in_channels:
             raise ValueError(
                 f"QuantConv2d: input has shape {tuple(x.shape)}, expected "
                 f"[N, {self.in_channels}, H, W] or [{self.in_channels}, H, W]"
             )
-        xb = (x if batched else x.unsqueeze(0)).detach().to(torch.float32)
-        if any(self.pads):
-            mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
-            xb = F.pad(xb, self.pads, mode=mode)
-        n, _, h, w = xb.shape
+        xb = (x if batched else x.unsqueeze(0)).detach()
+        if xb.dtype != torch.float32:
+            xb = xb.to(torch.float32)
+        nhwc = self._padded_nhwc(xb)
+        n, h, w, c = nhwc.shape
         kh, kw = self.kernel_size
-        oh = (h - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
-        ow = (w - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        oh = (h - dh * (kh - 1) - 1) // sh + 1
+        ow = (w - dw * (kw - 1) - 1) // sw + 1
         if oh <= 0 or ow <= 0:
             raise ValueError(f"QuantConv2d: input {tuple(x.shape)} is smaller than the kernel")
-        cols = F.unfold(xb, (kh, kw), dilation=self.dilation, stride=self.stride)  # [N, CK, L]
-        a = cols.transpose(1, 2).reshape(n * oh * ow, -1).contiguous()
-        y = self.linear.matmul_2d(a)  # [N*L, O]
+        lin = self.linear
+        idx = self._index(h, w, oh, ow)
+        if lin._dense_buf is not None and (self.act_granularity == "image" or lin.is_static):
+            q, scale, zp = self._quantize_images(nhwc.reshape(n, -1).numpy())
+            a = _im2col(q.reshape(n, h * w, c), idx, kh * kw)
+            rows = oh * ow
+            y = lin.matmul_u8(a, np.repeat(scale, rows), np.repeat(zp, rows))
+        else:
+            a = _im2col(nhwc.numpy().reshape(n, h * w, c), idx, kh * kw)
+            y = lin.matmul_2d(torch.from_numpy(a))
         out = y.reshape(n, oh, ow, self.out_channels).permute(0, 3, 1, 2)
         if not batched:
             out = out.squeeze(0)
@@ -126,4 +217,4 @@ class QuantConv2d(nn.Module):
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, pads={self.pads}, dilation={self.dilation}, "
-                f"relu={self.linear.relu}")
+                f"relu={self.linear.relu}, act_granularity={self.act_granularity}")

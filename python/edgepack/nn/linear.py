@@ -3,8 +3,9 @@
 Weights: int8 per-output-channel symmetric, packed once. Activations:
 - dynamic (default): per-row uint8 range at run time, one fused kernel call
   (quantize -> int8 GEMM -> dequantize + bias + optional ReLU), edgepack.linear_int8;
-- static: one calibrated per-tensor uint8 (scale, zero_point); x is quantized with it, the int32
-  GEMM runs, and the epilogue follows reference.epilogue_ref's float32 operation order exactly.
+- static: one calibrated per-tensor uint8 (scale, zero_point); x is quantized with it
+  (edgepack.quantize), then one native call runs the int8 GEMM and linear_int8's fp32 epilogue
+  (_core.linear_u8); dense packing only.
 Inference only: outputs carry no autograd history.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -28,23 +30,6 @@ def check_float_input(x: object, owner: str) -> torch.Tensor:
     if not torch.is_floating_point(x):
         raise TypeError(f"{owner}: input must be floating point, got {x.dtype}")
     return x
-
-
-def static_epilogue(
-    acc: torch.Tensor,
-    a_scale: float,
-    w_scale: torch.Tensor,
-    bias: torch.Tensor | None,
-    relu: bool,
-) -> torch.Tensor:
-    """float32 epilogue of reference.epilogue_ref for one per-tensor activation scale."""
-    mult = torch.tensor(a_scale, dtype=torch.float32) * w_scale  # rounded to fp32 first
-    y = acc.to(torch.float32) * mult
-    if bias is not None:
-        y = y + bias
-    if relu:
-        y = torch.clamp_min(y, 0.0)
-    return y
 
 
 class QuantLinear(nn.Module):
@@ -66,7 +51,7 @@ class QuantLinear(nn.Module):
         act_zero_point: int | None = None,
     ) -> None:
         super().__init__()
-        self.packed = packed
+        self.packed = packed  # property: also caches the raw buffer of dense packings
         self.in_features = int(in_features)
         self.out_features = int(out_features)
         self.relu = bool(relu)
@@ -96,6 +81,25 @@ class QuantLinear(nn.Module):
                    act_scale=a_s, act_zero_point=a_z)
 
     @property
+    def packed(self) -> Any:
+        return self._packed
+
+    @packed.setter
+    def packed(self, value: Any) -> None:
+        self._packed = value
+        self._dense_buf = _backend.dense_buffer(value)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the cached raw buffer is a view of the packed object: rebuild it, never copy it twice
+        state = dict(self.__dict__)
+        state.pop("_dense_buf", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._dense_buf = _backend.dense_buffer(self._packed)
+
+    @property
     def is_static(self) -> bool:
         return self.act_scale is not None
 
@@ -112,21 +116,36 @@ class QuantLinear(nn.Module):
         if x2.shape[0] == 0:
             return x2.new_zeros((0, self.out_features))
         if self.act_scale is None:
+            if self._dense_buf is not None:  # hot path: one native call, no wrapper layers
+                return _backend.dense_dynamic(x2, self._dense_buf, self.relu)
             return _backend.run_dynamic(x2, self.packed, self.relu)
         zp = int(self.act_zero_point or 0)
-        a = torch.as_tensor(quantize(x2, self.act_scale, zp, dtype="uint8"))
-        acc = _backend.run_s32(a, self.packed, zp)
-        return static_epilogue(acc, self.act_scale, self.weight_scale, self.bias, self.relu)
+        a = np.asarray(quantize(x2.numpy(), self.act_scale, zp, dtype="uint8"))
+        m = a.shape[0]
+        return self.matmul_u8(a, np.full(m, self.act_scale, np.float32), np.full(m, zp, np.int32))
+
+    def matmul_u8(self, a: np.ndarray, row_scale: np.ndarray, row_zp: np.ndarray) -> torch.Tensor:
+        """uint8 [M, K] contiguous, row r quantized with (row_scale[r], row_zp[r]) -> float32
+        [M, N] with this layer's bias / ReLU epilogue. Dense packing only."""
+        if self._dense_buf is None:
+            raise RuntimeError("pre-quantized (static / conv) activations need dense packing")
+        return _backend.dense_u8(a, self._dense_buf, row_scale, row_zp, self.relu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_float_input(x, "QuantLinear")
-        if x.dim() == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"QuantLinear: input has shape {tuple(x.shape)}, expected [..., {self.in_features}]"
-            )
-        lead = x.shape[:-1]
-        x2 = x.detach().reshape(-1, self.in_features).to(torch.float32).contiguous()
-        y = self.matmul_2d(x2).reshape(*lead, self.out_features)
+        if not isinstance(x, torch.Tensor) or x.device.type != "cpu" or not x.is_floating_point():
+            check_float_input(x, "QuantLinear")
+        k = self.in_features
+        if x.dim() == 0 or x.shape[-1] != k:
+            raise ValueError(f"QuantLinear: input has shape {tuple(x.shape)}, expected [..., {k}]")
+        x2 = x.detach()
+        if x2.dtype != torch.float32:
+            x2 = x2.to(torch.float32)
+        x2 = x2.reshape(-1, k)
+        if not x2.is_contiguous():
+            x2 = x2.contiguous()
+        y = self.matmul_2d(x2)
+        if x.dim() != 2:
+            y = y.view(*x.shape[:-1], self.out_features)
         return y if x.dtype == torch.float32 else y.to(x.dtype)
 
     def extra_repr(self) -> str:

@@ -120,10 +120,14 @@ def plan_fx(model: nn.Module, lin2d: set[str]) -> Plan | None:
 
 def plan_sequential(model: nn.Module, lin2d: set[str]) -> Plan:
     plan = Plan(source="sequential")
+    # a module registered at several places may run elsewhere too: never fold/fuse those
+    seen = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
     for seq_name, seq in model.named_modules():
         if not isinstance(seq, nn.Sequential) or type(seq).forward is not nn.Sequential.forward:
             continue
-        items = list(seq.named_children())
+        items = [(n, m) for n, m in seq.named_children()]
+        if any(seen[id(m)] > 1 for _, m in items):
+            continue
         pre = seq_name + "." if seq_name else ""
         for i, (cname, layer) in enumerate(items):
             if not isinstance(layer, FOLDABLE):

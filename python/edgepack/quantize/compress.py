@@ -82,13 +82,17 @@ def _scan(
 
 
 def _build(
-    model: nn.Module, name: str, relu: bool, sparse: str, act: tuple[float, int] | None
+    model: nn.Module, name: str, relu: bool, cfg: CompressionConfig,
+    act: tuple[float, int] | None
 ) -> nn.Module:
     m = model.get_submodule(name)
+    sparse = cfg.sparse
     if isinstance(m, nn.Embedding):
         return QuantEmbedding.from_float(m)
     if isinstance(m, nn.Conv2d):
-        return QuantConv2d.from_float(m, relu=relu, sparse=sparse, act_qparams=act)
+        gran = "image" if cfg.conv_activations == "per_image" else "row"
+        return QuantConv2d.from_float(m, relu=relu, sparse=sparse, act_qparams=act,
+                                      act_granularity=gran)
     if isinstance(m, nn.Linear):
         return QuantLinear.from_float(m, relu=relu, sparse=sparse, act_qparams=act)
     raise TypeError(f"cannot quantize {type(m).__name__}")
@@ -146,7 +150,7 @@ def compress(
                       stacklevel=2)
 
     fp32 = {n: work.get_submodule(n) for n in cands}
-    quant = {n: _build(work, n, n in relu_of, cfg.sparse, acts.get(n)) for n in cands}
+    quant = {n: _build(work, n, n in relu_of, cfg, acts.get(n)) for n in cands}
 
     report: dict[str, Any] = {"config": dict(vars(cfg)), "optimize": getattr(
         work, "edgepack_optimize_report_", None), "unsupported": unsupported}

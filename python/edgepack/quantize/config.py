@@ -13,6 +13,9 @@ class CompressionConfig:
     weights: "int8" (per-output-channel symmetric; the only weight format).
     activations: "dynamic" (per-row uint8 range computed at run time, the default) or "static"
         (one per-tensor uint8 range per layer from calibration data, see `observer`).
+    conv_activations: dynamic ranges of Conv2d inputs: "per_image" (one range per image,
+        quantized once before im2col: the fast default) or "per_row" (one range per output
+        position, as linear layers do per row: finer, slower).
     observer: static only: "minmax", "percentile" (with `percentile`) or "mse".
     mode: "global" (every supported layer int8) or "local" (mixed precision: a per-layer
         sensitivity analysis with the user's eval_fn; the layers that hurt the metric most stay
@@ -26,6 +29,7 @@ class CompressionConfig:
 
     weights: str = "int8"
     activations: str = "dynamic"
+    conv_activations: str = "per_image"
     observer: str = "minmax"
     percentile: float = 99.99
     mode: str = "global"
@@ -45,6 +49,7 @@ class CompressionConfig:
 
         one_of("weights", self.weights, ("int8",))
         one_of("activations", self.activations, ("dynamic", "static"))
+        one_of("conv_activations", self.conv_activations, ("per_image", "per_row"))
         one_of("observer", self.observer, ("minmax", "percentile", "mse"))
         one_of("mode", self.mode, ("global", "local"))
         one_of("sparse", self.sparse, ("auto", "never", "always"))

@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from .. import _core
+from .. import _core  # type: ignore[attr-defined]
 
 
 def qparams_uint8(lo: float, hi: float) -> tuple[float, int]:
