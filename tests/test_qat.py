@@ -102,7 +102,7 @@ def test_conv_forward_matches_im2col_reference():
     g = torch.Generator().manual_seed(3)
     conv = nn.Conv2d(3, 5, 3, padding=1, stride=2)
     x = torch.randn(2, 3, 9, 7, generator=g)
-    q = prepare_qat(conv)
+    q = prepare_qat(conv, conv_activations="per_row")
     assert isinstance(q, QATConv2d)
     y = q(x).detach()
     cols = F.unfold(x, 3, padding=1, stride=2).transpose(1, 2).reshape(-1, 27).numpy()
@@ -112,6 +112,23 @@ def test_conv_forward_matches_im2col_reference():
     assert torch.equal(y, ref)
     # close to the float conv
     assert (y - conv(x)).abs().max() < 0.05 * conv(x).abs().max()
+
+
+def test_conv_per_image_matches_spec():
+    # QuantConv2d's per-image spec: s, z from the image's range; a = quantize(pad(x)); integer
+    # sums over the receptive field; y = acc * float32(s * w_scale) + bias
+    g = torch.Generator().manual_seed(5)
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    x = torch.randn(2, 3, 6, 5, generator=g) + 0.3
+    y = prepare_qat(conv)(x).detach()
+    a, s, z = reference.dynamic_quant_rows_ref(x.reshape(2, -1).numpy())
+    a_c = torch.from_numpy(a.astype(np.float32) - z[:, None].astype(np.float32)).reshape(x.shape)
+    cols = F.unfold(a_c, 3, padding=1).transpose(1, 2).reshape(-1, 27).numpy().astype(np.int64)
+    w_q, w_s = _ref_weight_q(conv.weight.detach().reshape(4, -1).numpy())
+    acc = reference.gemm_s32_ref(cols, w_q, 0)
+    ref = reference.epilogue_ref(acc, np.repeat(s, 30), w_s, conv.bias.detach().numpy(), False)
+    ref = torch.from_numpy(ref).reshape(2, -1, 4).transpose(1, 2).reshape(y.shape)
+    assert torch.equal(y, ref)
 
 
 def test_prepare_copies_and_strip_restores():
@@ -138,8 +155,9 @@ def test_bad_input():
         q(torch.full((1, 4), float("nan")))
 
 
-@pytest.mark.parametrize("conv", [False, True])
-def test_deployed_model_computes_what_qat_trained(conv):
+@pytest.mark.parametrize("conv,gran", [(False, "per_image"), (True, "per_image"),
+                                       (True, "per_row")])
+def test_deployed_model_computes_what_qat_trained(conv, gran):
     """convert_qat (strip + edgepack.compress) runs the int8 kernels: the same numbers as the
     fake-quant forward, bit for bit, because both follow reference.linear_int8_ref."""
     torch.manual_seed(4)
@@ -150,9 +168,10 @@ def test_deployed_model_computes_what_qat_trained(conv):
     else:
         model = nn.Sequential(nn.Linear(20, 33), nn.ReLU(), nn.Linear(33, 5))
         x = torch.randn(7, 20)
-    q = prepare_qat(model).eval()
+    q = prepare_qat(model, conv_activations=gran).eval()
     import edgepack
 
-    deployed = edgepack.convert_qat(q)
+    deployed = edgepack.convert_qat(
+        q, edgepack.CompressionConfig(conv_activations=gran, sparse="never"))
     with torch.inference_mode():
         assert torch.equal(q(x), deployed(x))

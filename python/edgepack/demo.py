@@ -306,7 +306,9 @@ def build_variants(teacher: nn.Module, data: Data, r: Recipe, *,
         out["optimized"] = edgepack.optimize(teacher, example)
     if "all" in r.variants:
         assert student is not None
-        qat = prepare_qat(student)
+        # block-sparse packed convs run with one activation range per row: train with it
+        qat = prepare_qat(student, conv_activations="per_row" if r.sparse == "always"
+                          else "per_image")
         _prune_while_training(qat, xtr, ytr, r, r.all_prune_amount, r.finetune_epochs,
                               progress, "all: prune + QAT + distill", teacher=teacher)
         out["all"] = edgepack.compress(strip_qat(qat).eval(),

@@ -21,9 +21,12 @@ row's own min/max, so it trims only float32 rounding and must not block the larg
 and the scales are treated as constants (they are recomputed from the data every step, as the
 dynamic kernels do at inference).
 
-Conv2d is fake-quantized as im2col + the linear above: one activation row per output pixel
-(the patch of Cin * kh * kw values it reads, zero padding included), matching a conv that runs
-through the GEMM on unfolded patches.
+Conv2d is fake-quantized as im2col + the linear above, with the activation range chosen like
+edgepack.nn.QuantConv2d: act_granularity="image" (the default, CompressionConfig
+conv_activations="per_image") gives one uint8 range per image (its min/max widened to 0, so zero
+padding stays exact); "row" gives one range per output position (the patch of Cin*kh*kw values
+it reads, zero padding included). Integer sums do not depend on the order of K, so the (C, kh,
+kw) order here equals the kernels' (kh, kw, C) order bit for bit.
 
 Usage::
 
@@ -164,10 +167,14 @@ class QATLinear(nn.Linear):
 
 
 class QATConv2d(nn.Conv2d):
-    """nn.Conv2d fake-quantized as im2col + the int8 linear (one activation row per pixel).
+    """nn.Conv2d fake-quantized as im2col + the int8 linear.
 
-    Only groups == 1 and zero padding are fake-quantized; prepare_qat leaves other convs fp32.
+    act_granularity: "image" (one activation range per image, QuantConv2d's default) or "row"
+    (one per output position). Only groups == 1 and zero padding are fake-quantized;
+    prepare_qat leaves other convs fp32.
     """
+
+    act_granularity: str = "image"
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if input.dim() != 4 or input.shape[1] != self.in_channels:
@@ -177,38 +184,51 @@ class QATConv2d(nn.Conv2d):
         n, _, h, w = input.shape
         kh, kw = cast(tuple[int, int], self.kernel_size)
         pad = cast(tuple[int, int], self.padding)
-        cols = F.unfold(
-            input.to(torch.float32),
-            (kh, kw),
-            dilation=self.dilation,
-            padding=pad,
-            stride=self.stride,
-        )  # [N, Cin*kh*kw, L]
         ho = (h + 2 * pad[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
         wo = (w + 2 * pad[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
-        x2d = cols.transpose(1, 2).reshape(-1, cols.shape[1])
-        y = _qlinear_2d(x2d, self.weight, self.bias)  # [N*L, Cout]
+        if self.act_granularity == "row":
+            cols = F.unfold(input.to(torch.float32), (kh, kw), dilation=self.dilation,
+                            padding=pad, stride=self.stride)  # [N, Cin*kh*kw, L]
+            x2d = cols.transpose(1, 2).reshape(-1, cols.shape[1])
+            y = _qlinear_2d(x2d, self.weight, self.bias)  # [N*L, Cout]
+        else:
+            # quantize each image once (range from its own values; padding zeros map to
+            # a - zp == 0 exactly), then unfold the integer codes
+            xf = input.to(torch.float32)
+            a_c, a_s = fake_quant_act_rows(xf.reshape(n, -1))
+            a_cols = F.unfold(a_c.reshape(xf.shape), (kh, kw), dilation=self.dilation,
+                              padding=pad, stride=self.stride)
+            a2d = a_cols.transpose(1, 2).reshape(-1, a_cols.shape[1])
+            w_q, w_s = fake_quant_weight_rows(self.weight.reshape(self.out_channels, -1))
+            mult = (a_s.repeat_interleave(ho * wo)[:, None] * w_s[None, :]).to(torch.float32)
+            y = (a2d @ w_q.t()) * mult
+            if self.bias is not None:
+                y = y + self.bias[None, :]
         return y.reshape(n, ho * wo, self.out_channels).transpose(1, 2).reshape(
             n, self.out_channels, ho, wo
         )
 
     @classmethod
-    def from_float(cls, m: nn.Conv2d) -> QATConv2d:
-        return cast(QATConv2d, _retype(m, cls))
+    def from_float(cls, m: nn.Conv2d, act_granularity: str = "image") -> QATConv2d:
+        if act_granularity not in ("image", "row"):
+            raise ValueError(f"act_granularity must be 'image' or 'row', got {act_granularity!r}")
+        q = cast(QATConv2d, _retype(m, cls))
+        q.act_granularity = act_granularity
+        return q
 
 
 def _convertible_conv(m: nn.Conv2d) -> bool:
     return m.groups == 1 and m.padding_mode == "zeros" and isinstance(m.padding, tuple)
 
 
-def _swap(module: nn.Module, to_qat: bool) -> None:
+def _swap(module: nn.Module, to_qat: bool, gran: str = "image") -> None:
     for name, child in list(module.named_children()):
         new: nn.Module | None = None
         if to_qat:
             if type(child) is nn.Linear:
                 new = QATLinear.from_float(child)
             elif type(child) is nn.Conv2d and _convertible_conv(child):
-                new = QATConv2d.from_float(child)
+                new = QATConv2d.from_float(child, gran)
         else:
             if isinstance(child, QATLinear):
                 new = _retype(child, nn.Linear)
@@ -217,7 +237,7 @@ def _swap(module: nn.Module, to_qat: bool) -> None:
         if new is not None:
             setattr(module, name, new)
         else:
-            _swap(child, to_qat)
+            _swap(child, to_qat, gran)
 
 
 def _retype(m: nn.Module, cls: type[nn.Module]) -> nn.Module:
@@ -239,17 +259,25 @@ def _check_model(model: object) -> nn.Module:
     return model
 
 
-def prepare_qat(model: nn.Module, *, inplace: bool = False) -> nn.Module:
+def prepare_qat(model: nn.Module, *, inplace: bool = False,
+                conv_activations: str = "per_image") -> nn.Module:
     """A copy of `model` (or `model` itself with inplace=True) whose nn.Linear and nn.Conv2d
-    layers (groups == 1) run fake-quant int8 forward passes. Train it as usual."""
+    layers (groups == 1) run fake-quant int8 forward passes. Train it as usual.
+
+    conv_activations: "per_image" or "per_row", as CompressionConfig.conv_activations (dense
+    convs deploy with it; block-sparse packed convs always run per row)."""
     m = _check_model(model)
+    if conv_activations not in ("per_image", "per_row"):
+        raise ValueError("conv_activations must be 'per_image' or 'per_row', got "
+                         f"{conv_activations!r}")
+    gran = "image" if conv_activations == "per_image" else "row"
     if not inplace:
         m = copy.deepcopy(m)
     if type(m) is nn.Linear:
         return QATLinear.from_float(m)
     if type(m) is nn.Conv2d and _convertible_conv(m):
-        return QATConv2d.from_float(m)
-    _swap(m, True)
+        return QATConv2d.from_float(m, gran)
+    _swap(m, True, gran)
     return m
 
 
