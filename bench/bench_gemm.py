@@ -3,7 +3,8 @@ dynamic int8 Linear (torch.ao.quantization.quantize_dynamic, x86/FBGEMM engine),
 
 Run:  PYTHONPATH=python python -m pytest bench/bench_gemm.py --benchmark-only -q
       (add --benchmark-timer=time.thread_time -k t1 to time 1-thread cases in CPU time, which
-      shields them from other processes on a shared machine)
+      shields them from other processes on a shared machine; EDGEPACK_AMX=0 times the AVX-512
+      VNNI kernels on a machine where AMX-INT8 would otherwise run)
 
 Each case checks once, then times (pytest-benchmark medians). At the end of the module a table
 gives GOP/s (2*M*K*N per call, dynamic activation quantization included for both int8 paths),
@@ -87,9 +88,10 @@ class _Summary:
             return
         tr = terminalreporter
         isa = ep.cpu_info()["kernels"]["gemm"]
+        wide = ep._core.kernel_families()["gemm"].get("wide")
         tr.write_sep("-", "edgepack linear_int8 vs torch")
         tr.write_line(
-            f"ISA {isa}, torch engine {_engine()}, timer {self.timer}; "
+            f"ISA {isa} (two-panel kernel: {wide}), torch engine {_engine()}, timer {self.timer}; "
             "GOP/s = 2*M*K*N / median time; x 2thr = edgepack 1-thread time / 2-thread time"
         )
         tr.write_line(
@@ -144,6 +146,8 @@ def test_linear(benchmark, shape: tuple[int, int, int], threads: int, impl: str)
         once = time.perf_counter() - t0
         rounds = max(5, min(200, int(0.3 / max(once, 1e-6))))
         benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=2)
+    if benchmark.stats is None:  # --benchmark-disable: the call above was the smoke test
+        return
     med = benchmark.stats.stats.median
     _results[(m, k, n, threads, impl)] = med
     benchmark.extra_info.update(

@@ -124,6 +124,8 @@ def _record(benchmark: Any, key: tuple[str, int, int, float], fn: Callable[[], A
         benchmark.pedantic(fn, rounds=3, iterations=1, warmup_rounds=1)
     else:
         benchmark(fn)
+    if benchmark.stats is None:  # --benchmark-disable: the call above was the smoke test
+        return
     t = float(benchmark.stats.stats.median)
     RESULTS[key] = t
     benchmark.extra_info.update(
@@ -264,47 +266,73 @@ def report(res: dict[tuple[str, int, int, float], float]) -> str:
     return "\n".join(lines)
 
 
+def _interleaved(fns: dict[Any, Callable[[], Any]], rounds: int) -> dict[Any, float]:
+    """Median per-call time of each fn, timed round-robin (one call of each per round), so a
+    burst of load from other jobs on this shared machine hits every peer alike. Timer:
+    time.thread_time (CPU time of this thread; everything runs on 1 thread)."""
+    for fn in fns.values():
+        fn()
+    ts: dict[Any, list[float]] = {key: [] for key in fns}
+    for _ in range(rounds):
+        for key, fn in fns.items():
+            t0 = time.thread_time()
+            fn()
+            ts[key].append(time.thread_time() - t0)
+    return {key: float(np.median(v)) for key, v in ts.items()}
+
+
 def main(argv: list[str]) -> None:
-    """Script mode: the same measurements with a plain median-of-runs timer."""
+    """Script mode: per (K, M), every implementation timed interleaved (see _interleaved)."""
     import torch
 
     one_thread()
     quick = "--quick" in argv
     res: dict[tuple[str, int, int, float], float] = {}
+    sizes: dict[tuple[int, float], float] = {}
     for k in KS:
+        w, scale, bias, _ = layer(k, 0.5)
+        q = torch_dense_dynamic(w, scale, bias)
+        d = edgepack.pack_weights(w, scale, bias=bias) if HAVE_DENSE else None
+        packs = {}
+        for s in SPARSITIES:
+            ws, sc, bs = block_pruned(k, k, s, seed=int(s * 100)), scale, bias
+            packs[s] = (ws, edgepack.pack_sparse(ws, sc, bias=bs))
+            sizes[(k, s)] = packs[s][1].nbytes / (k * k)
+        mod = None if quick else torch_sparse_dynamic(*(packs[0.9][0], scale, bias))
         for m in MS:
             x = np.random.default_rng(m).standard_normal((m, k)).astype(np.float32)
             xt = torch.from_numpy(x)
-            w, scale, bias, _ = layer(k, 0.5)
-            q = torch_dense_dynamic(w, scale, bias)
-            with torch.no_grad():
-                res[("torch_int8", k, m, 0.0)] = _median(lambda q=q, xt=xt: q(xt))
-            if HAVE_DENSE:
-                d = edgepack.pack_weights(w, scale, bias=bias)
-                res[("edgepack_dense", k, m, 0.0)] = _median(
-                    lambda x=x, d=d: edgepack.linear_int8(x, d)
-                )
+            fns: dict[Any, Callable[[], Any]] = {}
+
+            def tq(q: Any = q, xt: Any = xt) -> Any:
+                with torch.no_grad():
+                    return q(xt)
+
+            fns[("torch_int8", k, m, 0.0)] = tq
+            if d is not None:
+                fns[("edgepack_dense", k, m, 0.0)] = lambda x=x, d=d: edgepack.linear_int8(x, d)
             for s in SPARSITIES:
-                w, scale, bias, p = layer(k, s)
+                ws, p = packs[s]
                 if m <= 8:
                     np.testing.assert_array_equal(
-                        edgepack.sparse_linear_int8(x, p), exact_ref(x, w, scale, bias)
+                        edgepack.sparse_linear_int8(x, p), exact_ref(x, ws, scale, bias)
                     )
-                res[("edgepack_sparse", k, m, s)] = _median(
-                    lambda x=x, p=p: edgepack.sparse_linear_int8(x, p)
+                fns[("edgepack_sparse", k, m, s)] = lambda x=x, p=p: edgepack.sparse_linear_int8(
+                    x, p
                 )
-            if not quick:
-                w, scale, bias, _ = layer(k, 0.9)
-                mod = torch_sparse_dynamic(w, scale, bias)
-                if mod is not None:
-                    old = torch.backends.quantized.engine
-                    torch.backends.quantized.engine = "qnnpack"
-                    res[("torch_sparse", k, m, 0.9)] = _median(
-                        lambda mod=mod, xt=xt: mod(xt), 0.0, 3
-                    )
-                    torch.backends.quantized.engine = old
-            print(f"done K={k} M={m}", file=sys.stderr, flush=True)
+            macs = m * k * k
+            rounds = int(min(200, max(9, 3e9 / macs))) // (3 if quick else 1) + 3
+            res.update(_interleaved(fns, rounds))
+            if mod is not None:
+                old = torch.backends.quantized.engine
+                torch.backends.quantized.engine = "qnnpack"
+                res[("torch_sparse", k, m, 0.9)] = _median(lambda mod=mod, xt=xt: mod(xt), 0.0, 3)
+                torch.backends.quantized.engine = old
+            print(f"done K={k} M={m} rounds={rounds}", file=sys.stderr, flush=True)
     print(report(res))
+    print("packed sparse bytes / dense int8 bytes (K*N):")
+    for k in KS:
+        print(f"  K=N={k}: " + ", ".join(f"{s:.0%}: {sizes[(k, s)]:.3f}" for s in SPARSITIES))
 
 
 if __name__ == "__main__":

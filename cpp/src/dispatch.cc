@@ -22,6 +22,7 @@ const std::vector<QuantKernels>& quant_kernel_list() {
       quant_kernels_ref(),
 #if defined(EDGEPACK_ARCH_X86)
       quant_kernels_avx2(),
+      quant_kernels_avx512(),
 #endif
 #if defined(EDGEPACK_ARCH_ARM)
       quant_kernels_neon(),

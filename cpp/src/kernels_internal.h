@@ -12,6 +12,7 @@ namespace edgepack {
 QuantKernels quant_kernels_ref();
 #if defined(EDGEPACK_ARCH_X86)
 QuantKernels quant_kernels_avx2();
+QuantKernels quant_kernels_avx512();  // registered at Isa::kAvx512Vnni
 #endif
 #if defined(EDGEPACK_ARCH_ARM)
 QuantKernels quant_kernels_neon();

@@ -22,13 +22,24 @@ def to_numpy(x: object, name: str, dtypes: tuple[type, ...] | None = None) -> np
     Raises TypeError for anything but a numpy array / CPU torch tensor of an allowed dtype, and
     ValueError for a tensor on another device.
     """
+    if type(x) is np.ndarray:  # fast path: the common case costs a few hundred ns
+        if dtypes is not None and x.dtype.type not in dtypes:
+            want = " or ".join(np.dtype(d).name for d in dtypes)
+            raise TypeError(f"{name} must have dtype {want}, got {x.dtype}")
+        return x if x.flags.c_contiguous else np.ascontiguousarray(x)
     if is_torch(x):
         t: Any = x
-        if t.device.type != "cpu":
-            raise ValueError(f"{name} is on device '{t.device}'; edgepack kernels run on CPU tensors")
+        if not t.is_cpu:
+            raise ValueError(
+                f"{name} is on device '{t.device}'; edgepack kernels run on CPU tensors"
+            )
         if t.is_quantized:
             raise TypeError(f"{name} is a torch quantized tensor; pass its int_repr() instead")
-        arr = t.detach().resolve_conj().resolve_neg().numpy()
+        if t.requires_grad:
+            t = t.detach()
+        if t.is_conj() or t.is_neg():  # lazy views numpy cannot see
+            t = t.resolve_conj().resolve_neg()
+        arr = t.numpy()
     elif isinstance(x, np.ndarray):
         arr = x
     else:
@@ -36,7 +47,7 @@ def to_numpy(x: object, name: str, dtypes: tuple[type, ...] | None = None) -> np
     if dtypes is not None and arr.dtype.type not in dtypes:
         want = " or ".join(np.dtype(d).name for d in dtypes)
         raise TypeError(f"{name} must have dtype {want}, got {arr.dtype}")
-    return np.ascontiguousarray(arr)
+    return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
 
 
 def like(out: np.ndarray, ref: object) -> ArrayLike:

@@ -29,7 +29,9 @@ def gemm_s32_ref(a: np.ndarray, w: np.ndarray, a_zero_point: int = 0) -> np.ndar
     return acc.astype(np.int32)
 
 
-def quantize_ref(x: np.ndarray, scale: np.ndarray, zp: np.ndarray, qmin: int, qmax: int) -> np.ndarray:
+def quantize_ref(
+    x: np.ndarray, scale: np.ndarray, zp: np.ndarray, qmin: int, qmax: int
+) -> np.ndarray:
     """The quantize spec with broadcastable float32 scale / int32 zp."""
     inv = (np.float32(1.0) / scale.astype(np.float32)).astype(np.float32)
     v = (x.astype(np.float32) * inv).astype(np.float32)
@@ -105,5 +107,6 @@ def linear_q_ref(
     m = acc.shape[0]
     y = epilogue_ref(acc, np.full(m, a_scale, np.float32), w_scale, bias, relu)
     qmin, qmax = (-128, 127) if out_dtype == "int8" else (0, 255)
-    q = quantize_ref(y, np.float32(out_scale), np.int32(out_zero_point), qmin, qmax)
+    s32, z32 = np.array(out_scale, np.float32), np.array(out_zero_point, np.int32)
+    q = quantize_ref(y, s32, z32, qmin, qmax)
     return q.astype(np.int8 if out_dtype == "int8" else np.uint8)

@@ -26,7 +26,9 @@ inline float dequant_epilogue(int32_t acc, float a_scale, float w_scale, const f
   const float mult = a_scale * w_scale;  // rounded to float32 first, like the reference
   float y = static_cast<float>(acc) * mult;
   if (bias) y = y + bias[n];
-  if (relu && y < 0.0f) y = 0.0f;  // numpy.maximum keeps NaN and -0.0; so does this
+  // np.maximum(y, 0) keeps NaN but turns -0.0 into +0.0 (y can be -0.0: a negative acc times
+  // a scale product that underflowed to 0). `y <= 0` is false for NaN and true for -0.0.
+  if (relu && y <= 0.0f) y = 0.0f;
   return y;
 }
 

@@ -69,11 +69,14 @@ QParams qparams_from_minmax(float mn, float mx, QDType dtype, bool symmetric);
 // Throw std::domain_error on NaN input.
 void quantize_op(const QuantKernels& k, const float* x, void* q, QDType dtype, std::size_t outer,
                  std::size_t channels, std::size_t inner, const float* scale, const int32_t* zp);
-void dequantize_op(const QuantKernels& k, const void* q, float* x, QDType dtype,
-                   std::size_t outer, std::size_t channels, std::size_t inner, const float* scale,
-                   const int32_t* zp);
+void dequantize_op(const QuantKernels& k, const void* q, float* x, QDType dtype, std::size_t outer,
+                   std::size_t channels, std::size_t inner, const float* scale, const int32_t* zp);
 // Global min/max of x[0..n) (n >= 1); throws std::domain_error on NaN.
 void minmax_op(const QuantKernels& k, const float* x, std::size_t n, float* mn, float* mx);
+// Per-channel min/max over layout [outer, channels, inner]: mn/mx receive `channels` entries
+// (0 for a channel with no elements). Throws std::domain_error on NaN.
+void minmax_channels_op(const QuantKernels& k, const float* x, std::size_t outer,
+                        std::size_t channels, std::size_t inner, float* mn, float* mx);
 // Dynamic quantization of `rows` rows of `cols` values: per row (per_row) or one set for all.
 // scale/zp receive `rows` entries (per_row) or 1 entry. Throws std::domain_error on NaN/inf.
 void quantize_dynamic_op(const QuantKernels& k, const float* x, void* q, QDType dtype,

@@ -118,7 +118,8 @@ class PackedSparse {
 };
 
 // ---- kernel contract ----------------------------------------------------------------------
-// A tile of mt activation rows arrives in panels of R = m_granule rows, each transposed in
+// A tile of mt activation rows arrives in panels of R = m_granule rows (or, for ldm ==
+// m_granule_small, one panel of that many rows), each transposed in
 // groups of 4 k: at[((p*Q + q)*R + r)*4 + i] = a[p*R + r][4q + i] for Q = Kb*T groups, panels
 // p < ldm/R (rows >= mt are zero), encoded per a_format (see gemm.h). A kernel pass keeps one
 // panel (Q*R*4 bytes, 64 KiB for K = 4096, R = 16) hot while it streams a slice's blocks.
@@ -132,7 +133,9 @@ using SparseKernelFn = void (*)(const SparseView& v, const uint8_t* at, std::siz
 struct SparseKernels {
   Isa isa;
   AFormat a_format;
-  std::size_t m_granule;  // R: rows per panel; ldm for more than one row is a multiple of it
+  std::size_t m_granule;        // R: rows per panel; ldm for more than one row is a multiple
+  std::size_t m_granule_small;  // a smaller panel height also accepted as ldm (one panel); the
+                                // driver uses it when M <= it (e.g. ymm panels of 8 on AVX-512)
   SparseKernelFn run;
 };
 

@@ -2,7 +2,7 @@
 list(APPEND EP_SRC_COMMON cpp/src/gemm/gemm_ref.cc)
 list(APPEND EP_SRC_COMMON cpp/src/gemm/gemm_pack.cc cpp/src/gemm/gemm_driver.cc
                           cpp/src/gemm/gemm_epilogue_ref.cc)
-list(APPEND EP_SRC_AVX2 cpp/src/gemm/qu8_gemm_2x16c4_avx2.cc)
+list(APPEND EP_SRC_AVX2 cpp/src/gemm/qu8_gemm_6x16c4_avx2.cc)
 list(APPEND EP_SRC_AVX512VNNI cpp/src/gemm/qu8_gemm_16x16c4_avx512vnni.cc
                               cpp/src/gemm/qu8_gemm_8x32c4_avx512vnni.cc
                               cpp/src/gemm/qu8_gemm_16x32c4_amx.cc

@@ -58,9 +58,8 @@ void quantize_op(const QuantKernels& k, const float* x, void* q, QDType dtype, s
   if (nan) throw_nan();
 }
 
-void dequantize_op(const QuantKernels& k, const void* q, float* x, QDType dtype,
-                   std::size_t outer, std::size_t channels, std::size_t inner, const float* scale,
-                   const int32_t* zp) {
+void dequantize_op(const QuantKernels& k, const void* q, float* x, QDType dtype, std::size_t outer,
+                   std::size_t channels, std::size_t inner, const float* scale, const int32_t* zp) {
   const std::size_t total = outer * channels * inner;
   if (total == 0) return;
   const auto* qb = static_cast<const uint8_t*>(q);
@@ -106,6 +105,56 @@ void minmax_op(const QuantKernels& k, const float* x, std::size_t n, float* mn, 
   if (nan) throw_nan();
   *mn = *std::min_element(lo.begin(), lo.end());
   *mx = *std::max_element(hi.begin(), hi.end());
+}
+
+void minmax_channels_op(const QuantKernels& k, const float* x, std::size_t outer,
+                        std::size_t channels, std::size_t inner, float* mn, float* mx) {
+  if (channels == 0) return;
+  if (outer * inner == 0) {
+    std::fill(mn, mn + channels, 0.0f);
+    std::fill(mx, mx + channels, 0.0f);
+    return;
+  }
+  std::atomic<bool> nan{false};
+  if (inner == 1) {
+    // Channels are the last axis: fold the rows elementwise (the scalar loop vectorizes), split
+    // over channel blocks so threads never share an output.
+    const std::size_t grain = std::max<std::size_t>(64, kGrainElems / outer);
+    parallel_for(channels, grain, [&](std::size_t b, std::size_t e) {
+      bool bad = false;
+      for (std::size_t c = b; c < e; ++c) {
+        mn[c] = mx[c] = x[c];
+        bad |= x[c] != x[c];
+      }
+      for (std::size_t o = 1; o < outer; ++o) {
+        const float* row = x + o * channels;
+        for (std::size_t c = b; c < e; ++c) {
+          bad |= row[c] != row[c];
+          mn[c] = row[c] < mn[c] ? row[c] : mn[c];
+          mx[c] = row[c] > mx[c] ? row[c] : mx[c];
+        }
+      }
+      if (bad) nan = true;
+    });
+  } else {
+    const std::size_t grain = std::max<std::size_t>(1, kGrainElems / (outer * inner));
+    parallel_for(channels, grain, [&](std::size_t b, std::size_t e) {
+      for (std::size_t c = b; c < e; ++c) {
+        float lo, hi;
+        bool bad = k.minmax(x + c * inner, inner, &lo, &hi);
+        for (std::size_t o = 1; o < outer; ++o) {
+          float l2, h2;
+          bad |= k.minmax(x + (o * channels + c) * inner, inner, &l2, &h2);
+          lo = l2 < lo ? l2 : lo;
+          hi = h2 > hi ? h2 : hi;
+        }
+        mn[c] = lo;
+        mx[c] = hi;
+        if (bad) nan = true;
+      }
+    });
+  }
+  if (nan) throw_nan();
 }
 
 void quantize_dynamic_op(const QuantKernels& k, const float* x, void* q, QDType dtype,

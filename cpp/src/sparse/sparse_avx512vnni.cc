@@ -8,7 +8,7 @@
 //
 // Tiles (panels of 16 rows, transposed in groups of 4 k): see panel_pass. 64 MACs per block
 // for one 64-byte load, one broadcast and one vpdpbusd; a panel of K = 4096 is 64 KiB, so it
-// stays in L1/L2 while the slice's blocks stream past.
+// stays in L1/L2 while the slice's blocks stream past. M <= 8 uses ymm panels of 8 rows.
 #include <immintrin.h>
 
 #include <cstring>
@@ -96,9 +96,52 @@ void panel_pass(const SparseView& v, std::size_t s, const uint8_t* panel, int32_
   }
 }
 
+// Small tiles (M <= 8): the same pass on ymm panels of 8 rows (AVX512VL vpdpbusd), so a GEMM
+// with a few rows does not pay for 16.
+template <std::size_t T>
+void panel8_pass_t(const SparseView& v, std::size_t s, const uint8_t* panel, int32_t* out,
+                   std::size_t ldm) {
+  __m256i c0 = _mm256_setzero_si256(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0,
+          c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0, c12 = c0, c13 = c0, c14 = c0, c15 = c0;
+  for (std::size_t e = v.slice_ptr[s]; e < v.slice_ptr[s + 1]; ++e) {
+    const uint16_t* ix = v.idx + e * kSparseSlice;
+    _mm_prefetch(reinterpret_cast<const char*>(ix + kPrefetchSteps * kSparseSlice), _MM_HINT_T0);
+    for (std::size_t t = 0; t < T; ++t)
+      _mm_prefetch(reinterpret_cast<const char*>(v.values + ((e + kPrefetchSteps) * T + t) * 64),
+                   _MM_HINT_T0);
+    for (std::size_t t = 0; t < T; ++t) {
+      const int32_t* w = reinterpret_cast<const int32_t*>(v.values + (e * T + t) * 64);
+      const uint8_t* pt = panel + t * 32;
+#define EP_LANE(L)                                                                 \
+  c##L = _mm256_dpbusd_epi32(c##L,                                                 \
+                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>( \
+                                 pt + std::size_t{ix[L]} * (T * 32))),             \
+                             _mm256_set1_epi32(w[L]))
+      EP_LANE(0); EP_LANE(1); EP_LANE(2); EP_LANE(3); EP_LANE(4); EP_LANE(5); EP_LANE(6);
+      EP_LANE(7); EP_LANE(8); EP_LANE(9); EP_LANE(10); EP_LANE(11); EP_LANE(12); EP_LANE(13);
+      EP_LANE(14); EP_LANE(15);
+#undef EP_LANE
+    }
+  }
+  const __m256i c[16] = {c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15};
+  for (int l = 0; l < 16; ++l)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + l * ldm), c[l]);
+}
+
 void run(const SparseView& v, const uint8_t* at, std::size_t ldm, std::size_t s_begin,
          std::size_t s_end, int32_t* acc) {
   if (ldm == 1) return gemv(v, at, s_begin, s_end, acc);
+  if (ldm == 8) {  // one small panel (m_granule_small)
+    for (std::size_t s = s_begin; s < s_end; ++s) {
+      int32_t* o = acc + (s - s_begin) * kSparseSlice * ldm;
+      switch (v.t) {
+        case 1: panel8_pass_t<1>(v, s, at, o, ldm); break;
+        case 2: panel8_pass_t<2>(v, s, at, o, ldm); break;
+        default: panel8_pass_t<4>(v, s, at, o, ldm); break;
+      }
+    }
+    return;
+  }
   const std::size_t panel_bytes = std::size_t{v.kb} * v.t * 64;
   for (std::size_t s = s_begin; s < s_end; ++s)
     for (std::size_t p = 0; p < ldm / 16; ++p)
@@ -109,7 +152,7 @@ void run(const SparseView& v, const uint8_t* at, std::size_t ldm, std::size_t s_
 }  // namespace
 
 SparseKernels sparse_kernels_avx512vnni() {
-  return SparseKernels{Isa::kAvx512Vnni, AFormat::kU8, 16, run};
+  return SparseKernels{Isa::kAvx512Vnni, AFormat::kU8, 16, 8, run};
 }
 
 }  // namespace edgepack

@@ -79,6 +79,6 @@ void run(const SparseView& v, const uint8_t* at, std::size_t ldm, std::size_t s_
 
 }  // namespace
 
-SparseKernels sparse_kernels_neon() { return SparseKernels{Isa::kNeon, AFormat::kS8, 4, run}; }
+SparseKernels sparse_kernels_neon() { return SparseKernels{Isa::kNeon, AFormat::kS8, 4, 4, run}; }
 
 }  // namespace edgepack

@@ -16,13 +16,13 @@
 #include "edgepack/parallel.h"
 #include "edgepack/quant.h"
 #include "edgepack/sparse.h"
+#include "gemm/gemm_epilogue.h"
 
 namespace edgepack {
 namespace {
 
 constexpr std::size_t kGrainMacs = 1 << 16;  // below this much work, stay on one thread
 
-std::size_t round_up(std::size_t x, std::size_t g) { return (x + g - 1) / g * g; }
 
 // Quantize row x[0..k) into a[0..kp) (zero padded). Same calls and order as quantize_dynamic_op.
 // Returns 0 ok, 1 NaN, 2 inf.
@@ -70,85 +70,110 @@ void sparse_linear_int8_op(const SparseKernels& kern, const PackedSparse& w, con
       std::max<std::size_t>(1, std::size_t{w.header().steps} * kSparseSlice * v.block_k /
                                    std::max<uint32_t>(1, v.nslices));
 
-  // Row-major over the slice's 16 outputs: consecutive stores of a row stay inside the slice's
-  // 128-column sort window (a few cache lines) instead of striding by N.
-  auto epilogue = [&](std::size_t s, const int32_t* acc, std::size_t ldm, std::size_t m0,
-                      std::size_t mt) {
-    uint32_t col[kSparseSlice];
-    float ws[kSparseSlice];
-    int32_t cs[kSparseSlice];
-    std::size_t nl = 0;
-    std::size_t lane_of[kSparseSlice];
-    for (std::size_t lane = 0; lane < kSparseSlice; ++lane) {
-      const uint32_t c = v.perm[s * kSparseSlice + lane];
-      if (c == kSparsePadRow) continue;
-      col[nl] = c;
-      ws[nl] = v.scale[c];
-      cs[nl] = v.colsum[c];
-      lane_of[nl++] = lane;
-    }
-    for (std::size_t i = 0; i < mt; ++i) {
-      const std::size_t r = m0 + i;
-      const float as = a_scale[r];
-      const int32_t zp = a_zp[r];
-      float* yr = y + r * n;
-      for (std::size_t l = 0; l < nl; ++l) {
-        const int32_t c = zp_correct(acc[lane_of[l] * ldm + i], kern.a_format, zp, cs[l]);
-        yr[col[l]] = dequant_epilogue(c, as, ws[l], v.bias, col[l], relu);
+  // Per-row terms of the epilogue in the dense GEMM's convention (gemm_epilogue.h):
+  // acc = raw - zpoff * colsum with zpoff = a_zp (kU8) or a_zp - 128 (kS8), the same value
+  // modulo 2^32 as zp_correct.
+  std::vector<int32_t> zpoff(m);
+  for (std::size_t r = 0; r < m; ++r) zpoff[r] = s8 ? a_zp[r] - 128 : a_zp[r];
+  const GemmEpilogues& ep = gemm_epilogues();
+  constexpr std::size_t kWinSlices = kSparseSortWindow / kSparseSlice;
+  const std::size_t nwin = (v.nslices + kWinSlices - 1) / kWinSlices;
+
+  // Output of one sort window (128 columns, rows m0..m0+mt): tb holds its raw sums row-major in
+  // column order (row stride kSparseSortWindow). The dense GEMM's dispatched tile epilogue
+  // (vector width of the machine, bit-identical to the reference) writes y in 16-column pieces
+  // with contiguous stores; a last piece short of 16 columns goes through the scalar spec, as
+  // the tile epilogue reads 16 columns of colsum/scale/bias.
+  auto window_epilogue = [&](const int32_t* tb, std::size_t m0, std::size_t mt,
+                             std::size_t wbase) {
+    const std::size_t wlen = std::min<std::size_t>(kSparseSortWindow, n - wbase);
+    TileEpilogueArgs ea{};
+    ea.ldt = kSparseSortWindow;
+    ea.relu = relu;
+    ea.row_zpoff = zpoff.data() + m0;
+    ea.row_scale = a_scale.data() + m0;
+    for (std::size_t c0 = 0; c0 < wlen; c0 += 16) {
+      const std::size_t col = wbase + c0, nc = std::min<std::size_t>(16, wlen - c0);
+      float* yo = y + m0 * n + col;
+      if (col + 16 <= n) {
+        ea.colsum = v.colsum + col;
+        ea.w_scale = v.scale + col;
+        ea.bias = v.bias ? v.bias + col : nullptr;
+        ep.f32(tb + c0, mt, nc, ea, yo, n);
+        continue;
       }
+      for (std::size_t i = 0; i < mt; ++i)
+        for (std::size_t c = 0; c < nc; ++c) {
+          const int32_t raw = tb[i * kSparseSortWindow + c0 + c];
+          const int32_t cc = zp_correct(raw, kern.a_format, a_zp[m0 + i], v.colsum[col + c]);
+          yo[i * n + c] =
+              dequant_epilogue(cc, a_scale[m0 + i], v.scale[col + c], v.bias, col + c, relu);
+        }
     }
   };
 
   if (m == 1) {
-    // 2a. GEMV: the padded row is the transposed tile of one row.
+    // 2a. GEMV: the padded row is the transposed tile of one row. Tasks are whole windows, so
+    //     a window's outputs can be un-permuted into one row buffer.
     if (s8)
       for (auto& b : a) b ^= 0x80;
-    const std::size_t grain = std::max<std::size_t>(1, kGrainMacs / slice_macs);
-    parallel_for(v.nslices, grain, [&](std::size_t b, std::size_t e) {
-      std::vector<int32_t> acc((e - b) * kSparseSlice);
-      kern.run(v, a.data(), 1, b, e, acc.data());
-      for (std::size_t s = b; s < e; ++s)
-        epilogue(s, acc.data() + (s - b) * kSparseSlice, 1, 0, 1);
+    const std::size_t grain =
+        std::max<std::size_t>(1, kGrainMacs / (slice_macs * kWinSlices));
+    parallel_for(nwin, grain, [&](std::size_t b, std::size_t e) {
+      int32_t acc[kSparseSortWindow], row[kSparseSortWindow];
+      for (std::size_t wi = b; wi < e; ++wi) {
+        const std::size_t s0 = wi * kWinSlices;
+        const std::size_t s1 = std::min<std::size_t>(v.nslices, s0 + kWinSlices);
+        kern.run(v, a.data(), 1, s0, s1, acc);
+        const std::size_t wbase = s0 * kSparseSlice;
+        for (std::size_t i = 0; i < (s1 - s0) * kSparseSlice; ++i) {
+          const uint32_t col = v.perm[wbase + i];
+          if (col != kSparsePadRow) row[col - wbase] = acc[i];
+        }
+        window_epilogue(row, 0, 1, wbase);
+      }
     });
     return;
   }
 
   // 2b. Tiles of one panel (R = m_granule rows), each transposed in groups of 4 k:
   //     at[(q*R + r)*4 + j] = a[tile*R + r][4q + j] (rows past m are zero).
-  const std::size_t R = kern.m_granule;
+  const std::size_t R = m <= kern.m_granule_small ? kern.m_granule_small : kern.m_granule;
   const std::size_t ntiles = (m + R - 1) / R;
   const std::size_t panel = q4 * R * 4;
   std::vector<uint8_t> at(ntiles * panel);
   const uint32_t flip32 = s8 ? 0x80808080u : 0u;
   parallel_for(ntiles, std::max<std::size_t>(1, (1 << 16) / panel), [&](std::size_t b,
                                                                          std::size_t e) {
+    // Locals, not captured references: the byte stores may alias anything, so gcc would
+    // reload captured values every iteration (measured: 10% of a call at M = 128, K = 1024).
+    const std::size_t nq = q4, rr = R, mm = m, kpp = kp;
+    const uint32_t flip = flip32;
+    const uint8_t* const abase = a.data();
+    uint8_t* const atbase = at.data();
     for (std::size_t tile = b; tile < e; ++tile) {
-      uint8_t* dst = at.data() + tile * panel;
-      const std::size_t mt = std::min(R, m - tile * R);
-      if (mt < R) std::memset(dst, 0, panel);
+      uint8_t* dst = atbase + tile * panel;
+      const std::size_t mt = std::min(rr, mm - tile * rr);
+      if (mt < rr) std::memset(dst, 0, panel);
       for (std::size_t r = 0; r < mt; ++r) {
-        const uint8_t* src = a.data() + (tile * R + r) * kp;
-        for (std::size_t q = 0; q < q4; ++q) {  // 4 bytes at a time
+        const uint8_t* src = abase + (tile * rr + r) * kpp;
+        uint8_t* d = dst + r * 4;
+        for (std::size_t q = 0; q < nq; ++q) {  // 4 bytes at a time
           uint32_t g;
           std::memcpy(&g, src + 4 * q, 4);
-          g ^= flip32;
-          std::memcpy(dst + (q * R + r) * 4, &g, 4);
+          g ^= flip;
+          std::memcpy(d + q * rr * 4, &g, 4);
         }
       }
     }
   });
 
-  // Per-row terms of the epilogue: the zero-point shift in the kernel's encoding and the scale.
-  std::vector<uint32_t> shift(m);
-  for (std::size_t r = 0; r < m; ++r)
-    shift[r] = static_cast<uint32_t>(s8 ? 128 - a_zp[r] : -a_zp[r]);
-
   // 3. Cache blocking: a group of whole sort windows (8 slices = 128 output columns; ~128 KiB
   //    of blocks) stays in L2 while every tile passes over it; the tile's panel (Kp*R bytes)
-  //    stays in L1/L2. Outputs of a window are assembled in a small buffer in column order and
-  //    copied out row by row, so stores to y are contiguous. Tasks are groups.
-  constexpr std::size_t kWinSlices = kSparseSortWindow / kSparseSlice;
-  const std::size_t nwin = (v.nslices + kWinSlices - 1) / kWinSlices;
+  //    stays in L1/L2. The raw sums of a window are scattered (un-permuted) into a small
+  //    row-major int32 tile in column order, and the dense GEMM's dispatched tile epilogue
+  //    (vector width of the machine, bit-identical to the reference) writes y from it in
+  //    16-column pieces with contiguous stores. Tasks are groups.
   const std::size_t win_bytes =
       std::max<std::size_t>(1, std::size_t{w.header().steps} * kSparseSlice * (v.block_k + 2) /
                                    nwin);
@@ -159,7 +184,7 @@ void sparse_linear_int8_op(const SparseKernels& kern, const PackedSparse& w, con
   const std::size_t group = gwin * kWinSlices;
   parallel_for(ngroups, 1, [&](std::size_t b, std::size_t e) {
     std::vector<int32_t> acc(group * kSparseSlice * R);
-    std::vector<float> wbuf(R * kSparseSortWindow);
+    std::vector<int32_t> tbuf(R * kSparseSortWindow);
     for (std::size_t g = b; g < e; ++g) {
       const std::size_t s0 = g * group, s1 = std::min<std::size_t>(v.nslices, s0 + group);
       for (std::size_t tile = 0; tile < ntiles; ++tile) {
@@ -167,30 +192,23 @@ void sparse_linear_int8_op(const SparseKernels& kern, const PackedSparse& w, con
         kern.run(v, at.data() + tile * panel, R, s0, s1, acc.data());
         for (std::size_t s = s0; s < s1; s += kWinSlices) {
           const std::size_t wbase = s * kSparseSlice;
-          const std::size_t wlen = std::min<std::size_t>(kSparseSortWindow, n - wbase);
           for (std::size_t ss = s; ss < std::min(s1, s + kWinSlices); ++ss)
             for (std::size_t lane = 0; lane < kSparseSlice; ++lane) {
               const uint32_t col = v.perm[ss * kSparseSlice + lane];
               if (col == kSparsePadRow) continue;
               const int32_t* ac = acc.data() + ((ss - s0) * kSparseSlice + lane) * R;
-              const float ws = v.scale[col];
-              const uint32_t cs = static_cast<uint32_t>(v.colsum[col]);
-              float* wb = wbuf.data() + (col - wbase);
-              // Same arithmetic as zp_correct + dequant_epilogue (epilogue.h), rows inner.
-              for (std::size_t i = 0; i < mt; ++i) {
-                const int32_t c = static_cast<int32_t>(static_cast<uint32_t>(ac[i]) +
-                                                       shift[m0 + i] * cs);
-                wb[i * kSparseSortWindow] = static_cast<float>(c) * (a_scale[m0 + i] * ws);
+              int32_t* tb = tbuf.data() + (col - wbase);
+              std::size_t i = 0;
+              for (; i + 4 <= mt; i += 4) {  // loads first: the stores cannot alias them then
+                const int32_t r0 = ac[i], r1 = ac[i + 1], r2 = ac[i + 2], r3 = ac[i + 3];
+                tb[i * kSparseSortWindow] = r0;
+                tb[(i + 1) * kSparseSortWindow] = r1;
+                tb[(i + 2) * kSparseSortWindow] = r2;
+                tb[(i + 3) * kSparseSortWindow] = r3;
               }
-              if (v.bias)
-                for (std::size_t i = 0; i < mt; ++i) wb[i * kSparseSortWindow] += v.bias[col];
-              if (relu)
-                for (std::size_t i = 0; i < mt; ++i)
-                  if (wb[i * kSparseSortWindow] < 0.0f) wb[i * kSparseSortWindow] = 0.0f;
+              for (; i < mt; ++i) tb[i * kSparseSortWindow] = ac[i];
             }
-          for (std::size_t i = 0; i < mt; ++i)
-            std::memcpy(y + (m0 + i) * n + wbase, wbuf.data() + i * kSparseSortWindow,
-                        wlen * sizeof(float));
+          window_epilogue(tbuf.data(), m0, mt, wbase);
         }
       }
     }

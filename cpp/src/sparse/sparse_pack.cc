@@ -101,6 +101,8 @@ PackedSparse PackedSparse::pack(const int8_t* w, std::size_t n, std::size_t k, c
   }
   const std::size_t kb = (k + block_k - 1) / block_k;
   const std::size_t t = block_k / 4;
+  if (n * kb * block_k >= (std::size_t{1} << 32))  // header counts (nnz, steps) are uint32
+    throw std::invalid_argument("w_q is too large for the sparse format (N x K >= 2^32 weights)");
 
   // Which blocks are non-zero, per row.
   std::vector<std::vector<uint16_t>> blocks(n);
