@@ -123,6 +123,23 @@ def test_quant_conv_equals_im2col_reference(kw):
     assert torch.equal(q(x[1]), y[1])  # unbatched input
 
 
+@pytest.mark.parametrize("cin,cout,hw,kw", [
+    (32, 64, 13, dict(kernel_size=3)),  # the MNIST CNN's middle conv, native one-call path
+    (4, 7, 11, dict(kernel_size=(3, 2), stride=(2, 1), dilation=(1, 3))),
+])
+def test_quant_conv_native_path_equals_reference(cin, cout, hw, kw):
+    torch.manual_seed(5)
+    conv = nn.Conv2d(cin, cout, **kw)
+    q = QuantConv2d.from_float(conv, sparse="never")
+    x = torch.randn(3, cin, hw, hw + 1)
+    with torch.no_grad():
+        y = q(x)
+        y1 = q(x[:1])
+    np.testing.assert_array_equal(y.permute(0, 2, 3, 1).numpy(), _conv_ref(conv, q, x))
+    assert torch.equal(y1, y[:1])
+    assert y.data_ptr() != y1.data_ptr()  # every call returns fresh memory
+
+
 def test_quant_conv_per_row_granularity_equals_reference():
     torch.manual_seed(13)
     conv = nn.Conv2d(3, 5, 3, padding=1)
@@ -159,6 +176,8 @@ def test_quant_embedding_dequantizes_exactly():
     assert max_rel_err(q(idx), emb(idx)) < 0.01
     with pytest.raises(IndexError):
         q(torch.tensor([50]))
+    with pytest.raises(IndexError, match="out of range"):
+        q(torch.tensor([[1, -1]]))
 
 
 def test_module_input_errors():
@@ -381,3 +400,31 @@ def test_copies_share_nothing_twice():
     for c2 in (copy.deepcopy(c), pickle.loads(pickle.dumps(c))):
         assert c2[0]._dense_buf is c2[0].packed.buffer
         assert torch.equal(c2(x), c(x))
+
+
+def test_conv2d_u8_layouts_agree_and_bad_layout_is_an_error():
+    from edgepack import _core
+
+    torch.manual_seed(6)
+    q = QuantConv2d.from_float(nn.Conv2d(3, 4, 3), sparse="never")
+    buf = q.linear._dense_buf
+    x = torch.randn(2, 3, 7, 6).to(memory_format=torch.channels_last)
+    nhwc = _core.conv2d_u8(x.permute(0, 2, 3, 1).contiguous().numpy(), buf, 3, 3, 1, 1, 1, 1,
+                           True)
+    nchw = _core.conv2d_u8(x.numpy(), buf, 3, 3, 1, 1, 1, 1, True, True)
+    raw = _core.conv2d_u8_raw(x.data_ptr(), 2, 3, 7, 6, buf, 3, 3, 1, 1, 1, 1, True)
+    np.testing.assert_array_equal(nchw, nhwc.transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(raw, nchw)
+    with pytest.raises(ValueError, match="channels_last"):
+        _core.conv2d_u8(x.contiguous().numpy(), buf, 3, 3, 1, 1, 1, 1, True, True)
+    with pytest.raises(ValueError, match="K ="):
+        _core.conv2d_u8(x.numpy(), buf, 2, 2, 1, 1, 1, 1, True, True)
+    with pytest.raises(ValueError, match="smaller than the kernel"):
+        _core.conv2d_u8(x[:, :, :2].contiguous(memory_format=torch.channels_last).numpy(), buf,
+                        3, 3, 1, 1, 1, 1, True, True)
+    with pytest.raises(ValueError, match="address"):
+        _core.conv2d_u8_raw(0, 2, 3, 7, 6, buf, 3, 3, 1, 1, 1, 1, True)
+    bad = x.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError):
+        q(bad)

@@ -5,8 +5,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 #include <string>
+#include <vector>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -207,6 +209,115 @@ py::array linear_u8(const py::array& a, const py::array& buf, const py::array& r
   return out;
 }
 
+// Whole int8 Conv2d (groups = 1) in one call, for QuantConv2d's dynamic per-image path:
+// x is the padded NHWC float32 input [N, H, W, C]. Per image: one uint8 asymmetric range
+// (quantize_dynamic_op per row = per image, exactly _core.quantize_dynamic(x.reshape(N, -1),
+// "uint8", False, True)), im2col of the uint8 image in (kh, kw, C) column order, then
+// linear_u8_op with the image's (scale, zero point) on each of its rows. Same steps and kernels
+// as the Python composition it replaces (bit-identical), minus the per-call Python overhead,
+// which dominates at batch 1. Returns float32 [N, OH, OW, O] (NHWC memory).
+py::array conv2d_u8_core(const float* xp, std::size_t n, std::size_t h, std::size_t w,
+                         std::size_t c, const py::array& buf, int kh, int kw, int sh, int sw,
+                         int dh, int dw, bool relu, bool nchw);
+
+// nchw = true: x is an NCHW-shaped view of NHWC memory (a channels_last torch tensor seen by
+// numpy), and the output is returned the same way, so the caller needs no permutes.
+py::array conv2d_u8(const py::array& x, const py::array& buf, int kh, int kw, int sh, int sw,
+                    int dh, int dw, bool relu, bool nchw) {
+  require_dtype<float>(x, "x", "float32");
+  if (x.ndim() != 4) throw py::value_error("x must be 4-D");
+  const int ax[4] = {0, nchw ? 2 : 1, nchw ? 3 : 2, nchw ? 1 : 3};  // N, H, W, C axes
+  {  // dense NHWC memory (size-1 axes may have any stride, as in torch)
+    py::ssize_t want = static_cast<py::ssize_t>(sizeof(float));
+    for (int i = 3; i >= 0; --i) {
+      if (x.shape(ax[i]) != 1 && x.strides(ax[i]) != want)
+        throw py::value_error(nchw ? "x must be channels_last (dense NHWC memory)"
+                                   : "x must be C-contiguous NHWC");
+      want *= x.shape(ax[i]);
+    }
+  }
+  return conv2d_u8_core(static_cast<const float*>(x.data()), x.shape(ax[0]), x.shape(ax[1]),
+                        x.shape(ax[2]), x.shape(ax[3]), buf, kh, kw, sh, sw, dh, dw, relu, nchw);
+}
+
+// The same on a raw address (torch's data_ptr(): skips building a numpy view, ~2 us at batch
+// 1) of dense NHWC memory [n, h, w, c]; the caller guarantees the layout and keeps x alive.
+py::array conv2d_u8_raw(std::uintptr_t addr, std::size_t n, std::size_t c, std::size_t h,
+                        std::size_t w, const py::array& buf, int kh, int kw, int sh, int sw,
+                        int dh, int dw, bool relu) {
+  if (addr == 0 || addr % alignof(float) != 0)
+    throw py::value_error("x address must be non-null and float-aligned");
+  return conv2d_u8_core(reinterpret_cast<const float*>(addr), n, h, w, c, buf, kh, kw, sh, sw,
+                        dh, dw, relu, true);
+}
+
+py::array conv2d_u8_core(const float* xp, std::size_t n, std::size_t h, std::size_t w,
+                         std::size_t c, const py::array& buf, int kh, int kw, int sh, int sw,
+                         int dh, int dw, bool relu, bool nchw) {
+  const PackedView v = view(buf, false);
+  if (kh < 1 || kw < 1 || sh < 1 || sw < 1 || dh < 1 || dw < 1)
+    throw py::value_error("kernel, stride and dilation must be >= 1");
+  const std::size_t taps = static_cast<std::size_t>(kh) * static_cast<std::size_t>(kw);
+  if (taps * c != v.k)
+    throw py::value_error("kh * kw * C = " + std::to_string(taps * c) +
+                          " but the packed weights have K = " + std::to_string(v.k));
+  const std::size_t reach_h = static_cast<std::size_t>(dh) * (kh - 1) + 1;
+  const std::size_t reach_w = static_cast<std::size_t>(dw) * (kw - 1) + 1;
+  if (h < reach_h || w < reach_w) throw py::value_error("x is smaller than the kernel");
+  const std::size_t oh = (h - reach_h) / sh + 1, ow = (w - reach_w) / sw + 1;
+  const std::size_t rows = oh * ow, m = n * rows, img = h * w * c;
+  check_outputs(m, v.n);
+  float wmax = 0.0f;
+  for (std::size_t i = 0; i < v.n; ++i) wmax = std::max(wmax, v.scale[i]);
+  const auto sn = static_cast<py::ssize_t>(n), so = static_cast<py::ssize_t>(v.n),
+             sy = static_cast<py::ssize_t>(oh), sx = static_cast<py::ssize_t>(ow);
+  const py::ssize_t f = sizeof(float);
+  py::array_t<float> out =
+      nchw ? py::array_t<float>({sn, so, sy, sx}, {sy * sx * so * f, f, sx * so * f, so * f})
+           : py::array_t<float>({sn, sy, sx, so});
+  float* op = out.mutable_data();
+  if (m == 0 || v.n == 0) return out;
+  std::vector<uint8_t> q(n * img), a(m * v.k);
+  std::vector<float> isc(n), rsc(m);
+  std::vector<int32_t> izp(n), rzp(m);
+  {
+    py::gil_scoped_release nogil;
+    // NaN/inf in x: std::domain_error -> ValueError
+    edgepack::quantize_dynamic_op(edgepack::quant_kernels(), xp, q.data(),
+                                  edgepack::QDType::kUInt8, false, true, n, img, isc.data(),
+                                  izp.data());
+    uint8_t* ap = a.data();
+    for (std::size_t b = 0; b < n; ++b) {
+      const uint8_t* qi = q.data() + b * img;
+      for (std::size_t oy = 0; oy < oh; ++oy)
+        for (std::size_t ox = 0; ox < ow; ++ox)
+          for (int ky = 0; ky < kh; ++ky) {
+            const uint8_t* src = qi + ((oy * sh + ky * dh) * w + ox * sw) * c;
+            if (dw == 1) {  // the kw taps of one kernel row are adjacent pixels: one copy
+              std::memcpy(ap, src, static_cast<std::size_t>(kw) * c);
+              ap += static_cast<std::size_t>(kw) * c;
+            } else {
+              for (int kx = 0; kx < kw; ++kx, ap += c) std::memcpy(ap, src + kx * dw * c, c);
+            }
+          }
+      std::fill(rsc.begin() + b * rows, rsc.begin() + (b + 1) * rows, isc[b]);
+      std::fill(rzp.begin() + b * rows, rzp.begin() + (b + 1) * rows, izp[b]);
+    }
+  }
+  float smax = 0.0f;
+  for (std::size_t b = 0; b < n; ++b) {
+    check_scale(isc[b], "image scale");
+    smax = std::max(smax, isc[b]);
+  }
+  if (!std::isfinite(smax * wmax)) throw py::value_error("input scale * weight scale overflows float32");
+  {
+    py::gil_scoped_release nogil;
+    edgepack::linear_u8_op(edgepack::gemm_kernels(), v, a.data(), m, v.k, rsc.data(), rzp.data(),
+                           relu, op);
+  }
+  return out;
+}
+
 py::array linear_q(const py::array& a, const py::array& buf, float a_scale, int a_zp,
                    float out_scale, int out_zp, bool relu, const std::string& out_dtype) {
   const PackedView v = view(buf, false);
@@ -261,6 +372,12 @@ void bind_gemm(py::module_& m) {
         py::arg("out_dtype"));
   m.def("linear_u8", &linear_u8, py::arg("a"), py::arg("buf"), py::arg("row_scale"),
         py::arg("row_zero_point"), py::arg("relu"));
+  m.def("conv2d_u8_raw", &conv2d_u8_raw, py::arg("x_addr"), py::arg("n"), py::arg("c"),
+        py::arg("h"), py::arg("w"), py::arg("buf"), py::arg("kh"), py::arg("kw"), py::arg("sh"),
+        py::arg("sw"), py::arg("dh"), py::arg("dw"), py::arg("relu"));
+  m.def("conv2d_u8", &conv2d_u8, py::arg("x"), py::arg("buf"), py::arg("kh"), py::arg("kw"),
+        py::arg("sh"), py::arg("sw"), py::arg("dh"), py::arg("dw"), py::arg("relu"),
+        py::arg("nchw") = false);
   m.attr("GEMM_MAX_K") = edgepack::kMaxK;
   m.attr("GEMM_MAX_OUTPUTS") = edgepack::kMaxOutputs;
 }

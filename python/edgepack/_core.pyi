@@ -80,6 +80,14 @@ def gemm_s32(
 def linear_int8(
     x: npt.NDArray[np.float32], buf: npt.NDArray[np.uint8], relu: bool
 ) -> npt.NDArray[np.float32]: ...
+def conv2d_u8(
+    x: npt.NDArray[np.float32], buf: npt.NDArray[np.uint8], kh: int, kw: int, sh: int, sw: int,
+    dh: int, dw: int, relu: bool, nchw: bool = False,
+) -> npt.NDArray[np.float32]: ...
+def conv2d_u8_raw(
+    x_addr: int, n: int, c: int, h: int, w: int, buf: npt.NDArray[np.uint8], kh: int, kw: int,
+    sh: int, sw: int, dh: int, dw: int, relu: bool,
+) -> npt.NDArray[np.float32]: ...
 def linear_q(
     a_q: np.ndarray,
     buf: npt.NDArray[np.uint8],

@@ -180,6 +180,21 @@ class QuantConv2d(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lin: QuantLinear = self._modules["linear"]  # type: ignore[assignment]  # no __getattr__
+        buf = lin._dense_buf
+        if (buf is not None and type(x) is torch.Tensor and x.dtype is torch.float32 and x.is_cpu
+                and not x.requires_grad and x.dim() == 4 and not any(self.pads)
+                and lin.act_scale is None and self.act_granularity == "image"):
+            # hot path (batch 1 is dominated by Python): one native call on the NCHW-shaped
+            # channels_last memory (what this module returns, so conv -> pool -> conv chains
+            # never permute), returning the same kind of view; the kernels of the general path
+            n_, c_, h_, w_ = x.shape
+            (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+            if c_ == self.in_channels and h_ > dh * (kh - 1) and w_ > dw * (kw - 1):
+                if not x.is_contiguous(memory_format=torch.channels_last):
+                    x = x.contiguous(memory_format=torch.channels_last)
+                return torch.from_numpy(_core.conv2d_u8_raw(
+                    x.data_ptr(), n_, c_, h_, w_, buf, kh, kw, sh, sw, dh, dw, lin.relu))
         if not isinstance(x, torch.Tensor) or x.device.type != "cpu" or not x.is_floating_point():
             check_float_input(x, "QuantConv2d")
         batched = x.dim() == 4
@@ -200,6 +215,15 @@ class QuantConv2d(nn.Module):
         if oh <= 0 or ow <= 0:
             raise ValueError(f"QuantConv2d: input {tuple(x.shape)} is smaller than the kernel")
         lin = self.linear
+        if lin._dense_buf is not None and self.act_granularity == "image" and not lin.is_static:
+            # hot path: quantize per image, im2col and GEMM + epilogue in one native call (the
+            # same kernels as the composition below, bit-identical; no Python per step)
+            y = torch.from_numpy(_core.conv2d_u8(nhwc.numpy(), lin._dense_buf, kh, kw, sh, sw,
+                                                 dh, dw, lin.relu))
+            out = y.permute(0, 3, 1, 2)
+            if not batched:
+                out = out.squeeze(0)
+            return out if x.dtype == torch.float32 else out.to(x.dtype)
         idx = self._index(h, w, oh, ow)
         if lin._dense_buf is not None and (self.act_granularity == "image" or lin.is_static):
             q, scale, zp = self._quantize_images(nhwc.reshape(n, -1).numpy())

@@ -38,10 +38,20 @@ class QuantEmbedding(nn.Module):
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         if not isinstance(idx, torch.Tensor) or idx.dtype not in (torch.int64, torch.int32):
             raise TypeError("QuantEmbedding: indices must be an int64/int32 tensor")
-        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.num_embeddings):
-            raise IndexError(f"QuantEmbedding: index out of range [0, {self.num_embeddings})")
-        rows = F.embedding(idx, self.weight_q.view(torch.uint8)).view(torch.int8)
-        return rows.to(torch.float32) * self.weight_scale[idx].unsqueeze(-1)
+        # F.embedding checks the range itself (IndexError on CPU, negatives included); its
+        # message is replaced by ours. No separate min/max pass: at batch 1 those two reductions
+        # and their host syncs cost more than the lookup.
+        try:
+            bufs = self._buffers  # skips nn.Module.__getattr__ (a few us at batch 1)
+            w_q, w_s = bufs["weight_q"], bufs["weight_scale"]
+            assert w_q is not None and w_s is not None
+            rows = F.embedding(idx, w_q.view(torch.uint8)).view(torch.int8)
+            scale = F.embedding(idx, w_s.unsqueeze(1))
+        except IndexError:
+            raise IndexError(
+                f"QuantEmbedding: index out of range [0, {self.num_embeddings})") from None
+        # the same product as rows.to(float32) * weight_scale[idx][..., None], in place
+        return rows.to(torch.float32).mul_(scale)
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, int8"

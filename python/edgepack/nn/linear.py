@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import _core  # type: ignore[attr-defined]
 from ..kernels import quantize
 from ..quantize.weights import effective_weight, quantize_weight
 from . import _backend
@@ -132,6 +133,18 @@ class QuantLinear(nn.Module):
         return _backend.dense_u8(a, self._dense_buf, row_scale, row_zp, self.relu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        buf = self._dense_buf
+        if (buf is not None and self.act_scale is None and type(x) is torch.Tensor
+                and x.dtype is torch.float32 and x.is_cpu and x.is_contiguous()):
+            # hot path (batch 1 is dominated by Python, not the GEMM): one native call on a
+            # numpy view of x, a fresh output array each call (no aliasing between calls)
+            xn = x.detach().numpy()
+            k = self.in_features
+            if xn.ndim == 2 and xn.shape[1] == k and xn.shape[0]:
+                return torch.from_numpy(_core.linear_int8(xn, buf, self.relu))
+            if xn.ndim > 2 and xn.shape[-1] == k and xn.size:
+                yn = _core.linear_int8(xn.reshape(-1, k), buf, self.relu)
+                return torch.from_numpy(yn.reshape(*xn.shape[:-1], self.out_features))
         if not isinstance(x, torch.Tensor) or x.device.type != "cpu" or not x.is_floating_point():
             check_float_input(x, "QuantLinear")
         k = self.in_features
