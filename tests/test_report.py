@@ -76,12 +76,12 @@ def test_batch_of():
 def test_forward_peak_sees_torch_allocations():
     class Big(nn.Module):
         def forward(self, x):
-            return x.repeat(1, 4096)  # a 16 MiB output
+            return x.repeat(1, 16384)  # a 64 MiB output: above glibc's largest mmap threshold,
+            # so always fresh pages (smaller ones may reuse free heap memory: a lower bound)
 
     x = torch.randn(1024, 1)
     peak = forward_peak_bytes(Big(), x)
-    # a lower bound (free heap memory is reused), but it sees the tensor torch allocates
-    assert peak is not None and peak >= 0.75 * 16 * 1024 * 1024
+    assert peak is not None and peak >= 0.9 * 64 * 1024 * 1024
 
 
 def test_report_bad_input():
