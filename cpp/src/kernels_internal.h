@@ -4,8 +4,8 @@
 #include "edgepack/gemm.h"
 #include "edgepack/quant.h"
 #include "gemm/gemm_epilogue.h"
-#include "gemm/gemm_wide.h"
 #include "edgepack/sparse.h"
+#include "gemm/gemm_wide.h"
 
 namespace edgepack {
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from . import _core
 from . import prune as prune
+from .distill import distill  # the function shadows the subpackage attribute
 from .gemm import (
     PackedLinear,
     gemm_s32,
@@ -19,6 +20,8 @@ from .kernels import choose_qparams, dequantize, quantize, quantize_dynamic
 from .optimize import optimize
 from .quantize import CompressionConfig
 from .quantize.compress import compress
+from .quantize.qat import convert_qat, prepare_qat, strip_qat
+from .report import report
 from .sparse import (
     PackedSparseLinear,
     linear_auto,
@@ -65,8 +68,10 @@ __all__ = [
     "PackedSparseLinear",
     "choose_qparams",
     "compress",
+    "convert_qat",
     "cpu_info",
     "dequantize",
+    "distill",
     "gemm_s32",
     "get_num_threads",
     "linear_auto",
@@ -77,11 +82,14 @@ __all__ = [
     "pack_auto",
     "pack_sparse",
     "pack_weights",
+    "prepare_qat",
     "quantize",
     "quantize_dynamic",
     "quantize_weights",
+    "report",
     "save",
     "set_num_threads",
     "sparse_crossover",
     "sparse_linear_int8",
+    "strip_qat",
 ]

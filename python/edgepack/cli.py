@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--budget", type=float, default=0.5, help="seconds per measurement")
     b.add_argument("--check-only", action="store_true", help="only check, do not time")
     b.set_defaults(func=_cmd_bench)
+    from .cli_demo import add_subcommands
+
+    add_subcommands(sub)
     return p
 
 
