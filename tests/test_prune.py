@@ -9,7 +9,9 @@ import pytest
 import torch
 from torch import nn
 
+import edgepack
 from edgepack import prune
+from edgepack.nn import _backend
 
 torch.manual_seed(0)
 
@@ -177,8 +179,13 @@ def test_bad_inputs_clear_errors_and_no_mutation():
 # ----------------------------------------------------------------------------- blocks / N:M
 
 
+def _kernel_k(w: torch.Tensor) -> torch.Tensor:
+    """Conv2d weight as QuantConv2d packs it: [out, kh*kw*in], input channel innermost."""
+    return (w.permute(0, 2, 3, 1) if w.dim() == 4 else w).reshape(w.shape[0], -1)
+
+
 def _block_grid(w: torch.Tensor, br: int, bc: int) -> torch.Tensor:
-    mat = (w.reshape(w.shape[0], -1) == 0).float()
+    mat = (_kernel_k(w) == 0).float()
     rows, k = mat.shape
     nr, nc = -(-rows // br), -(-k // bc)
     pad = torch.nn.functional.pad(mat, (0, nc * bc - k, 0, nr * br - rows), value=-1.0)
@@ -207,12 +214,13 @@ def test_blocks_conv_flattened_along_k_with_partial_tail():
     model = nn.Sequential(conv)
     with torch.no_grad():
         conv.weight.uniform_(0.5, 1.0)
-        flat = conv.weight.view(4, 27)
+        flat = torch.empty(4, 27).uniform_(0.5, 1.0)  # kernel K order (kh, kw, in)
         flat[:, 24:] = 0.6  # tail mean 0.6: scored as 2.4, like a full block of mean 0.6
         flat[:, 0:4] = 0.55  # a full block of mean 0.55 (2.2): lower, pruned first
         flat[:, 4:8] = 0.62  # 2.48: kept over the tail
+        conv.weight.copy_(flat.reshape(4, 3, 3, 3).permute(0, 3, 1, 2))
     prune.blocks(model, 2 / 7, block=(1, 4))  # round(2/7 * 28) = 8 blocks = 2 per row
-    flat = prune._common.effective_weight(conv).view(4, 27)
+    flat = _kernel_k(prune._common.effective_weight(conv))
     assert bool((flat[:, 0:4] == 0).all()) and bool((flat[:, 24:] == 0).all())
     assert bool((flat[:, 4:24] != 0).all())
     assert prune.sparsity_report(model).layers[0].structure == "1x4 blocks"
@@ -236,7 +244,7 @@ def test_n_of_m_pattern(n, m):
     before = [w.clone() for w in _weights(model)]
     prune.n_of_m(model, n, m)
     for w0, w in zip(before, _weights(model)):
-        mat, mat0 = w.reshape(w.shape[0], -1), w0.reshape(w0.shape[0], -1)
+        mat, mat0 = _kernel_k(w), _kernel_k(w0)
         k = mat.shape[1]
         for start in range(0, k, m):
             group, group0 = mat[:, start : start + m], mat0[:, start : start + m]
@@ -249,6 +257,57 @@ def test_n_of_m_pattern(n, m):
             assert bool((pruned_max <= kept_min).all())
     if (n, m) == (2, 4):
         assert prune.sparsity_report(model).layers[0].structure == "2:4"
+
+
+def _conv_im2col(x: torch.Tensor, pad: int, kh: int, kw: int) -> torch.Tensor:
+    """Float im2col rows in QuantConv2d's (kh, kw, C) column order (stride 1)."""
+    xp = torch.nn.functional.pad(x, (pad,) * 4).permute(0, 2, 3, 1)
+    n, h, w, _ = xp.shape
+    return torch.stack([xp[b, i:i + kh, j:j + kw].reshape(-1) for b in range(n)
+                        for i in range(h - kh + 1) for j in range(w - kw + 1)])
+
+
+@pytest.mark.skipif(not _backend.has_sparse(), reason="sparse kernels not in this build")
+@pytest.mark.parametrize("criterion", ["blocks", "n_of_m"])
+def test_conv_groups_follow_kernel_k_order_and_pack_small(criterion):
+    """Conv2d K is grouped in (kh, kw, C_in) order, the order QuantConv2d packs, so 80% of 1x4
+    blocks pruned makes the sparse packing much smaller than dense; outputs stay exact."""
+    import numpy as np
+
+    from edgepack import reference
+    from edgepack.nn import QuantConv2d
+    from edgepack.quantize import quantize_weight
+
+    torch.manual_seed(11)
+    conv = nn.Conv2d(32, 64, 3, padding=1)  # C_in a multiple of 4: blocks never straddle taps
+    model = nn.Sequential(conv)
+    if criterion == "blocks":
+        prune.blocks(model, 0.8, block=(1, 4))
+        expect = "1x4 blocks"
+    else:
+        prune.n_of_m(model, 2, 4)
+        expect = "2:4"
+    w = _kernel_k(prune._common.effective_weight(conv).detach())
+    groups = (w != 0).reshape(64, -1, 4).sum(-1)  # 4 consecutive input channels at one tap
+    if criterion == "blocks":
+        assert bool(((groups == 0) | (groups == 4)).all())
+        assert int((groups == 0).sum()) == round(0.8 * groups.numel())
+    else:
+        assert bool((groups == 2).all())
+    assert prune.sparsity_report(model).layers[0].structure == expect
+    q = QuantConv2d.from_float(conv, sparse="always")
+    assert q.linear.packed_kind == "sparse"
+    wq, ws = (t.numpy() for t in quantize_weight(w))
+    dense = edgepack.pack_weights(wq, ws, bias=conv.bias.detach().numpy())
+    ratio = q.linear.packed.nbytes / dense.nbytes
+    if criterion == "blocks":
+        assert ratio <= 0.45, ratio  # torch's (C_in, kh, kw) grouping packed at ~0.97x dense
+    x = torch.randn(2, 32, 5, 5)
+    with torch.no_grad():
+        got = q(x).permute(0, 2, 3, 1).reshape(-1, 64).numpy()
+    cols = _conv_im2col(x, 1, 3, 3).numpy()
+    ref = reference.linear_int8_ref(cols, wq, ws, conv.bias.detach().numpy())
+    np.testing.assert_array_equal(got, ref)
 
 
 # ----------------------------------------------------------------------------- schedule

@@ -152,8 +152,25 @@ def current_mask(module: nn.Module) -> torch.Tensor:
 
 
 def as_matrix(weight: torch.Tensor) -> torch.Tensor:
-    """[out, K] view the sparse kernels see: Conv2d [out, in/groups, kh, kw] -> [out, in*kh*kw]."""
+    """The [out, K] matrix the int8 kernels pack, in THEIR K order.
+
+    Linear: the weight itself. Conv2d [out, in/groups, kh, kw]: K runs in (kh, kw, in) order,
+    input channel innermost, i.e. ``weight.permute(0, 2, 3, 1).reshape(out, -1)``: the column
+    order of QuantConv2d's NHWC im2col (edgepack.nn.conv), so 1xB blocks and N:M groups along K
+    are contiguous in the packed sparse weight. (Grouped convs stay fp32 in compress; they use
+    the same order for consistency.) ``from_matrix`` is the inverse.
+    """
+    if weight.dim() == 4:
+        return weight.permute(0, 2, 3, 1).reshape(weight.shape[0], -1)
     return weight.reshape(weight.shape[0], -1)
+
+
+def from_matrix(mat: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Inverse of ``as_matrix``: an [out, K] tensor in kernel K order back to ``shape``."""
+    if len(shape) == 4:
+        out, cin, kh, kw = shape
+        return mat.reshape(out, kh, kw, cin).permute(0, 3, 1, 2).contiguous()
+    return mat.reshape(shape)
 
 
 def smallest(scores: torch.Tensor, k: int) -> torch.Tensor:

@@ -26,6 +26,7 @@ from ._common import (
     check_positive_int,
     current_mask,
     effective_weight,
+    from_matrix,
     select_layers,
     smallest,
 )
@@ -94,7 +95,7 @@ def _block_units(module: nn.Module, block: tuple[int, int]) -> _Units:
 
     def expand(keep: torch.Tensor) -> torch.Tensor:
         grid = keep.reshape(nr, nc).repeat_interleave(br, 0).repeat_interleave(bc, 1)
-        return grid[:rows, :k].reshape(shape)
+        return from_matrix(grid[:rows, :k], shape)
 
     return _Units(module, scores.flatten(), expand, old)
 
@@ -149,14 +150,18 @@ def blocks(
 ) -> nn.Module:
     """Block pruning matched to the sparse int8 kernels, in place.
 
-    The weight is seen as the [out, K] matrix the kernels use (Conv2d: [out, in*kh*kw], K in the
-    in, kh, kw memory order). ``block=(1, 4)`` = 1 output row x 4 consecutive K entries. Each
-    block is scored by the L1 norm of its (effective) weights and the ``round(amount * blocks)``
-    lowest blocks are zeroed whole; ``amount`` is the fraction of BLOCKS, which equals the
-    fraction of weights when the block divides the matrix. When K (or out) is not a multiple of
-    the block, the last block of each row is partial: it is scored by its mean |w| times the full
-    block size, i.e. as if it were a full block of the same average magnitude, and pruned whole.
-    Blocks already fully masked are pruned first; calls compound like ``magnitude``.
+    The weight is seen as the [out, K] matrix the kernels pack. Conv2d: [out, kh*kw*in] with K
+    in (kh, kw, in) order, input channel innermost (``weight.permute(0, 2, 3, 1)``), the column
+    order of QuantConv2d's NHWC im2col; so a 1x4 block is 4 consecutive input channels at one
+    kernel tap (when in % 4 == 0; otherwise blocks straddle taps), not 4 neighbouring taps of
+    torch's (in, kh, kw) memory order. ``block=(1, 4)`` = 1 output row x 4 consecutive K
+    entries. Each block is scored by the L1 norm of its (effective) weights and the
+    ``round(amount * blocks)`` lowest blocks are zeroed whole; ``amount`` is the fraction of
+    BLOCKS, which equals the fraction of weights when the block divides the matrix. When K (or
+    out) is not a multiple of the block, the last block of each row is partial: it is scored by
+    its mean |w| times the full block size, i.e. as if it were a full block of the same average
+    magnitude, and pruned whole. Blocks already fully masked are pruned first; calls compound
+    like ``magnitude``.
     """
     check_model(model)
     amount = check_amount(amount)
@@ -177,7 +182,9 @@ def check_n_m(n: object, m: object) -> tuple[int, int]:
 
 
 def n_of_m_mask(module: nn.Module, n: int, m: int) -> torch.Tensor:
-    """Mask keeping the n largest |w| of every m consecutive K entries (old zeros stay zero)."""
+    """Mask keeping the n largest |w| of every m consecutive K entries (old zeros stay zero).
+
+    K in kernel order (``as_matrix``: Conv2d (kh, kw, in), input channel innermost)."""
     weight = effective_weight(module)
     old = current_mask(module)
     mat = as_matrix(weight).abs().float()
@@ -189,13 +196,14 @@ def n_of_m_mask(module: nn.Module, n: int, m: int) -> torch.Tensor:
     scores = torch.nn.functional.pad(scores, (0, groups * m - k), value=-2.0)
     top = scores.reshape(rows, groups, m).topk(n, dim=-1).indices
     keep = torch.zeros(rows, groups, m, dtype=torch.bool).scatter_(-1, top, True)
-    return keep.reshape(rows, groups * m)[:, :k].reshape(weight.shape) & old
+    return from_matrix(keep.reshape(rows, groups * m)[:, :k], weight.shape) & old
 
 
 def n_of_m(model: nn.Module, n: int = 2, m: int = 4, *, layers: LayerFilter = None) -> nn.Module:
     """N:M pruning, in place: in every group of m consecutive K entries keep the n largest |w|.
 
-    Groups run along K of the [out, K] matrix (Conv2d flattened as in ``blocks``). If K is not a
+    Groups run along K of the [out, K] matrix (Conv2d in the kernels' (kh, kw, in) K order, input
+    channel innermost, as in ``blocks``). If K is not a
     multiple of m the last group of each row is shorter and keeps its n largest entries, so
     every group has at most n non-zeros. Weights masked before stay masked (a group may then
     hold fewer than n non-zeros). Returns ``model``.

@@ -117,7 +117,10 @@ def _n_of_m_holds(zero: torch.Tensor, n: int, m: int) -> bool:
 
 def structure_of(weight: torch.Tensor) -> str:
     """Name the pattern of zeros in a weight seen as [out, K]: 'dense', 'rows k/n' (whole output
-    channels), '1xB blocks', 'N:M', 'unstructured' (or 'all zero')."""
+    channels), '1xB blocks', 'N:M', 'unstructured' (or 'all zero').
+
+    K is in the kernels' order (``as_matrix``: Conv2d (kh, kw, in), input channel innermost), so
+    the structure reported is the one the sparse int8 conv actually packs."""
     zero = as_matrix(weight) == 0
     n_zero = int(zero.sum())
     if n_zero == 0:
