@@ -214,17 +214,23 @@ def _packed_layers(model: nn.Module) -> list[QuantLinear]:
 
 
 @pytest.mark.parametrize("sparse", ["never", "always"])
-def test_repacked_weights_are_byte_identical_and_stored_once(tmp_path, sparse):
+@pytest.mark.parametrize("zeros", ["none", "blocks", "scattered"])
+def test_repacked_weights_are_byte_identical_and_stored_once(tmp_path, sparse, zeros):
     if sparse == "always" and not hasattr(edgepack, "pack_sparse"):
         pytest.skip("no sparse kernels in this build")
     torch.manual_seed(6)
     lin = nn.Linear(30, 256)  # K not a multiple of the sparse block: padding is derived
     with torch.no_grad():
-        lin.weight[:, 4:20] = 0  # whole zero blocks
+        if zeros == "blocks":
+            lin.weight[:, 4:28] = 0  # whole zero blocks
+        elif zeros == "scattered":
+            lin.weight[torch.rand_like(lin.weight) < 0.9] = 0
     q = nn.Sequential(QuantLinear.from_float(lin, sparse=sparse))
+    enc = {"none": "dense", "blocks": "blocks", "scattered": "elements"}[zeros]
     assert q[0].packed_kind == ("dense" if sparse == "never" else "sparse")
     p = tmp_path / "q.ep"
     n = edgepack.save(q, p)
+    assert f'"weight_enc":"{enc}"'.encode() in p.read_bytes()
     loaded = _roundtrip(q, torch.randn(3, 30), tmp_path)
     for a, b in zip(_packed_layers(q), _packed_layers(loaded)):
         assert a.packed_kind == b.packed_kind

@@ -14,8 +14,9 @@ Layout (little endian), format version 2:
 A section's offset and size follow from the dtypes and shapes of the sections before it.
 
 Every tensor is stored once. Int8 linear layers store what the packing is made from, not the
-packed buffer: dense layers their int8 weights [N, K], block-sparse layers a bitmap of their
-non-zero 1 x B blocks plus those blocks' values, each with the per-channel scales and the bias;
+packed buffer: their int8 weights [N, K] in the smallest of three exact encodings (as is; a
+bitmap of the non-zero 1 x B blocks plus those blocks' values; a bitmap of the non-zero weights
+plus their values), with the per-channel scales and the bias;
 load packs them again (pack_weights / pack_sparse are deterministic, so the packed buffer and the
 outputs are bit-identical; column sums and padding are derived, not stored).
 Files of format version 1 (packed buffers, 64-byte aligned sections) are refused with an error
@@ -246,6 +247,56 @@ def _effective_state(m: nn.Module) -> dict[str, torch.Tensor]:
     return sd
 
 
+def _enc_weight(w_q: np.ndarray, bk: int, w: _Writer) -> dict[str, Any]:
+    """The smallest of three exact encodings of int8 weights [N, K]: "dense" (as is), "blocks"
+    (bitmap of the non-zero 1 x bk blocks of each row + their values: block-pruned weights) and
+    "elements" (bitmap of the non-zero weights + their values: scattered zeros, e.g. conv weights
+    block-pruned in torch's (c, kh, kw) order, which the im2col kernels read in another)."""
+    n, k = w_q.shape
+    kb = -(-k // bk)
+    wp = np.zeros((n, kb * bk), np.int8)
+    wp[:, :k] = w_q
+    blocks = wp.reshape(n, kb, bk)
+    bmask = blocks.any(axis=2)
+    emask = w_q != 0
+    sizes = {"dense": n * k, "blocks": (n * kb + 7) // 8 + int(bmask.sum()) * bk,
+             "elements": (n * k + 7) // 8 + int(emask.sum())}
+    enc = min(sizes, key=lambda e: sizes[e])  # ties: dense first
+    if enc == "dense":
+        return {"weight_enc": enc, "weight": w.add_tensor(w_q)}
+    if enc == "blocks":
+        return {"weight_enc": enc, "enc_block": bk,
+                "weight_mask": w.add_tensor(np.packbits(bmask.reshape(-1))),
+                "weight": w.add_tensor(blocks[bmask].reshape(-1))}
+    return {"weight_enc": enc, "weight_mask": w.add_tensor(np.packbits(emask.reshape(-1))),
+            "weight": w.add_tensor(w_q[emask])}
+
+
+def _dec_weight(d: dict[str, Any], r: _Reader, n: int, k: int) -> np.ndarray:
+    enc = _get(d, "weight_enc", str)
+    if enc == "dense":
+        return r.array(d.get("weight"), (n, k), torch.int8)
+    if enc == "blocks":
+        bk = _get(d, "enc_block", int)
+        if bk not in (4, 8, 16):
+            raise _fail(f"bad weight block size {bk}")
+    elif enc == "elements":
+        bk = 1
+    else:
+        raise _fail(f"unknown weight encoding {enc!r}")
+    kb = -(-k // bk)
+    mask = np.unpackbits(r.array(d.get("weight_mask"), ((n * kb + 7) // 8,), torch.uint8),
+                         count=n * kb).astype(bool).reshape(n, kb)
+    nnz = int(mask.sum())
+    vals = r.array(d.get("weight"), (nnz * bk,), torch.int8)
+    wp = np.zeros((n, kb, bk), np.int8)
+    wp[mask] = vals.reshape(nnz, bk)
+    wp2 = wp.reshape(n, kb * bk)
+    if wp2[:, k:].any():
+        raise _fail("weights beyond in_features")
+    return np.ascontiguousarray(wp2[:, :k])
+
+
 def _enc_quant_linear(m: QuantLinear, w: _Writer) -> dict[str, Any]:
     # the packed object is the source of truth for what the kernels compute: store what it was
     # packed from (unpack is exact), once; load packs it again
@@ -254,18 +305,8 @@ def _enc_quant_linear(m: QuantLinear, w: _Writer) -> dict[str, Any]:
     d: dict[str, Any] = {"in_features": m.in_features, "out_features": m.out_features,
                          "relu": m.relu, "packed_kind": kind}
     if kind == "sparse":
-        bk = int(m.packed.block[1])
-        n, k = w_q.shape
-        kb = -(-k // bk)
-        wp = np.zeros((n, kb * bk), np.int8)
-        wp[:, :k] = w_q
-        blocks = wp.reshape(n, kb, bk)
-        mask = blocks.any(axis=2)  # [N, KB] non-zero blocks
-        d["block_k"] = bk
-        d["block_mask"] = w.add_tensor(np.packbits(mask.reshape(-1)))
-        d["weight"] = w.add_tensor(blocks[mask].reshape(-1))
-    else:
-        d["weight"] = w.add_tensor(np.asarray(w_q, np.int8))
+        d["block_k"] = int(m.packed.block[1])
+    d.update(_enc_weight(np.asarray(w_q, np.int8), int(d.get("block_k", 4)), w))
     d["weight_scale"] = w.add_tensor(np.asarray(scale, np.float32))
     if bias is not None:  # absent fields read as None: no nulls in the header
         d["bias"] = w.add_tensor(np.asarray(bias, np.float32))
@@ -328,27 +369,16 @@ def _dec_quant_linear(d: dict[str, Any], r: _Reader) -> QuantLinear:
     kind = _get(d, "packed_kind", str)
     scale = r.array(d.get("weight_scale"), (n,), torch.float32)
     bias = None if d.get("bias") is None else r.array(d.get("bias"), (n,), torch.float32)
+    if kind not in ("dense", "sparse"):
+        raise _fail(f"unknown packed weight kind {kind!r}")
+    w_q = _dec_weight(d, r, n, k)
     if kind == "sparse":
         bk = _get(d, "block_k", int)
         if bk not in (4, 8, 16):
             raise _fail(f"bad sparse block size {bk}")
-        kb = -(-k // bk)
-        mask = np.unpackbits(r.array(d.get("block_mask"), ((n * kb + 7) // 8,), torch.uint8),
-                             count=n * kb).astype(bool).reshape(n, kb)
-        nnz = int(mask.sum())
-        vals = r.array(d.get("weight"), (nnz * bk,), torch.int8)
-        wp = np.zeros((n, kb, bk), np.int8)
-        wp[mask] = vals.reshape(nnz, bk)
-        wp2 = wp.reshape(n, kb * bk)
-        if wp2[:, k:].any():
-            raise _fail("sparse weights beyond in_features")
-        w_q = np.ascontiguousarray(wp2[:, :k])
         packed = _backend._need("pack_sparse")(w_q, scale, bias=bias, block=(1, bk))
-    elif kind == "dense":
-        w_q = r.array(d.get("weight"), (n, k), torch.int8)
-        packed = _backend._need("pack_weights")(w_q, scale, bias=bias)
     else:
-        raise _fail(f"unknown packed weight kind {kind!r}")
+        packed = _backend._need("pack_weights")(w_q, scale, bias=bias)
     if tuple(packed.shape) != (n, k):
         raise _fail(f"packed weights have shape {tuple(packed.shape)}, expected {(n, k)}")
     a_s = _get(d, "act_scale", (float, int), opt=True)
