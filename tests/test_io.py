@@ -102,13 +102,11 @@ def _rewrite_header(buf: bytes, edit) -> bytes:
     """Tamper with the JSON header and fix up its length and checksum (a deliberate forgery)."""
     _, version, reserved, hlen, _ = struct.unpack_from("<8sIIQ32s", buf, 0)
     header = json.loads(buf[56:56 + hlen])
-    data_start = 56 + hlen + ((-(56 + hlen)) % 64)
+    data = buf[56 + hlen:]
     edit(header)
     hb = json.dumps(header).encode()
-    head = struct.pack("<8sIIQ32s", MAGIC, version, reserved, len(hb), hashlib.sha256(hb).digest())
-    head += hb
-    head += b"\0" * ((-len(head)) % 64)
-    return head + buf[data_start:]
+    digest = hashlib.sha256(hb + data).digest()
+    return struct.pack("<8sIIQ32s", MAGIC, version, reserved, len(hb), digest) + hb + data
 
 
 def test_tampered_headers_raise_value_error(tmp_path):
@@ -124,7 +122,7 @@ def test_tampered_headers_raise_value_error(tmp_path):
         h["model"]["children"][0][1]["type"] = "os.system"
 
     def shape(h):
-        h["sections"][1]["shape"] = [3]
+        h["sections"][1][1] = [3]
 
     def features(h):
         h["model"]["children"][0][1]["in_features"] = 31
@@ -209,3 +207,56 @@ def test_weights_only_for_untraceable_models(tmp_path):
         assert torch.equal(loaded(x), c(x))
     with pytest.raises(ValueError, match="another architecture"):
         edgepack.load(p, into=mnist_cnn())
+
+
+def _packed_layers(model: nn.Module) -> list[QuantLinear]:
+    return [m for m in model.modules() if isinstance(m, QuantLinear)]
+
+
+@pytest.mark.parametrize("sparse", ["never", "always"])
+@pytest.mark.parametrize("zeros", ["none", "blocks", "scattered"])
+def test_repacked_weights_are_byte_identical_and_stored_once(tmp_path, sparse, zeros):
+    if sparse == "always" and not hasattr(edgepack, "pack_sparse"):
+        pytest.skip("no sparse kernels in this build")
+    torch.manual_seed(6)
+    lin = nn.Linear(30, 256)  # K not a multiple of the sparse block: padding is derived
+    with torch.no_grad():
+        if zeros == "blocks":
+            lin.weight[:, 4:28] = 0  # whole zero blocks
+        elif zeros == "scattered":
+            lin.weight[torch.rand_like(lin.weight) < 0.9] = 0
+    q = nn.Sequential(QuantLinear.from_float(lin, sparse=sparse))
+    enc = {"none": "dense", "blocks": "blocks", "scattered": "elements"}[zeros]
+    assert q[0].packed_kind == ("dense" if sparse == "never" else "sparse")
+    p = tmp_path / "q.ep"
+    n = edgepack.save(q, p)
+    assert f'"weight_enc":"{enc}"'.encode() in p.read_bytes()
+    loaded = _roundtrip(q, torch.randn(3, 30), tmp_path)
+    for a, b in zip(_packed_layers(q), _packed_layers(loaded)):
+        assert a.packed_kind == b.packed_kind
+        assert a.packed.to_bytes() == b.packed.to_bytes()
+        assert torch.equal(a.weight_scale, b.weight_scale) and torch.equal(a.bias, b.bias)
+    # int8 weights (fewer for sparse) + scale + bias once + a small header, no packed buffer
+    assert n <= 256 * 30 + 2 * 4 * 256 + 1024, n
+    assert n < q[0].packed_nbytes + 2 * 4 * 256
+
+
+def test_old_format_version_is_refused_clearly(tmp_path):
+    p = tmp_path / "m.ep"
+    edgepack.save(nn.Sequential(nn.Linear(3, 2)), p)
+    buf = bytearray(p.read_bytes())
+    struct.pack_into("<I", buf, 8, 1)
+    with pytest.raises(ValueError, match="version 1.*save the model again"):
+        loads(bytes(buf))
+
+
+def test_unreferenced_sections_are_refused(tmp_path):
+    p = tmp_path / "m.ep"
+    edgepack.save(nn.Sequential(nn.Linear(3, 2)), p)
+    buf = p.read_bytes()
+
+    def extra(h):
+        h["sections"].append(["int8", [0]])
+
+    with pytest.raises(ValueError, match="sections no module uses"):
+        loads(_rewrite_header(buf, extra))
