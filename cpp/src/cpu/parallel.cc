@@ -1,14 +1,23 @@
 // A small persistent thread pool. Why our own: kernels are short (a GEMV is microseconds), so
 // waking threads must be cheap (workers spin briefly before sleeping), the split must be static
 // and deterministic, and the core must not depend on OpenMP or torch's pool.
+//
+// Chunks are fixed ([i*n/c, (i+1)*n/c)) but CLAIMED dynamically: the caller and the workers take
+// the next unclaimed chunk from one atomic counter. Which thread runs a chunk never changes what
+// it computes, so results stay identical for any thread count, and the caller never waits for a
+// worker that has not been scheduled yet (on a busy machine, or next to torch's spinning OpenMP
+// threads): it simply runs the unclaimed chunks itself. Only chunks a worker already started are
+// waited for.
 #include "edgepack/parallel.h"
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -16,6 +25,19 @@ namespace edgepack {
 namespace {
 
 thread_local bool t_in_parallel = false;
+
+// How long an idle worker spins before it sleeps on the condition variable: long enough to
+// catch the next kernel of a layer sequence, short enough not to steal a core for long.
+constexpr auto kSpin = std::chrono::microseconds(200);
+constexpr std::size_t kChunksPerThread = 1;
+
+inline void cpu_relax() {
+#if defined(__x86_64__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
 
 class Pool {
  public:
@@ -37,33 +59,52 @@ class Pool {
            const std::function<void(std::size_t, std::size_t)>& fn) {
     if (n == 0) return;
     grain = std::max<std::size_t>(grain, 1);
-    std::size_t chunks = std::min<std::size_t>(threads_, (n + grain - 1) / grain);
+    // A few chunks per thread: a worker that is preempted mid-job then holds back only a small
+    // share of the work (the rest is claimed by whoever is running).
+    std::size_t chunks = std::min<std::size_t>(kChunksPerThread * threads_, (n + grain - 1) / grain);
     std::unique_lock<std::mutex> run_lock(run_mu_, std::try_to_lock);
-    if (chunks <= 1 || t_in_parallel || !run_lock.owns_lock()) {
+    if (threads_ <= 1 || chunks <= 1 || t_in_parallel || !run_lock.owns_lock()) {
       fn(0, n);
       return;
     }
     start_workers();
-    chunks = std::min<std::size_t>(chunks, workers_.size() + 1);
-    // Static, even split: chunk i covers [i*n/chunks, (i+1)*n/chunks).
     job_ = &fn;
     job_n_ = n;
     job_chunks_ = chunks;
     errors_.assign(chunks, nullptr);
-    pending_.store(static_cast<int>(chunks - 1), std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
+    // Publish the job: the claim word carries the generation, so a worker that wakes late can
+    // never claim a chunk of a job other than the one it was woken for.
+    const uint64_t gen = generation_.load(std::memory_order_relaxed) + 1;
+    claim_.store(gen << 32, std::memory_order_release);
     {
       std::lock_guard<std::mutex> lk(mu_);
-      generation_.fetch_add(1, std::memory_order_release);
+      generation_.store(gen, std::memory_order_release);
     }
     cv_.notify_all();
-    run_chunk(0);
-    while (pending_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
+    work(gen);
+    while (done_.load(std::memory_order_acquire) != chunks) std::this_thread::yield();
     job_ = nullptr;
     for (auto& e : errors_)
       if (e) std::rethrow_exception(e);
   }
 
  private:
+  // Claims and runs chunks of job `gen` until none is left.
+  void work(uint64_t gen) {
+    for (;;) {
+      uint64_t c = claim_.load(std::memory_order_acquire);
+      std::size_t i;
+      do {
+        if ((c >> 32) != gen) return;
+        i = static_cast<std::size_t>(c & 0xffffffffu);
+        if (i >= job_chunks_) return;
+      } while (!claim_.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel));
+      run_chunk(i);
+      done_.fetch_add(1, std::memory_order_acq_rel);
+    }
+  }
+
   void run_chunk(std::size_t i) {
     const std::size_t b = i * job_n_ / job_chunks_, e = (i + 1) * job_n_ / job_chunks_;
     bool prev = t_in_parallel;
@@ -76,18 +117,16 @@ class Pool {
     t_in_parallel = prev;
   }
 
-  // `seen` is the generation at creation: a worker that starts late must still run the job
-  // published right after it was created.
-  void worker(std::size_t idx, uint64_t seen) {
+  // `seen` is the generation at creation: a worker that starts late must still take part in the
+  // job published right after it was created.
+  void worker(uint64_t seen) {
     for (;;) {
-      // Spin a little: back-to-back kernel calls then avoid a futex wake-up.
-      uint64_t g = seen;
-      for (int spin = 0; spin < 20000; ++spin) {
+      uint64_t g = generation_.load(std::memory_order_acquire);
+      const auto until = std::chrono::steady_clock::now() + kSpin;
+      for (int spin = 0; g == seen && !stop_.load(std::memory_order_relaxed); ++spin) {
+        cpu_relax();
         g = generation_.load(std::memory_order_acquire);
-        if (g != seen || stop_.load(std::memory_order_relaxed)) break;
-#if defined(__x86_64__)
-        __builtin_ia32_pause();
-#endif
+        if ((spin & 63) == 63 && std::chrono::steady_clock::now() > until) break;
       }
       if (g == seen) {
         std::unique_lock<std::mutex> lk(mu_);
@@ -99,10 +138,7 @@ class Pool {
       }
       if (stop_.load(std::memory_order_relaxed)) return;
       seen = g;
-      if (idx < job_chunks_) {
-        run_chunk(idx);
-        pending_.fetch_sub(1, std::memory_order_acq_rel);
-      }
+      work(g);
     }
   }
 
@@ -111,8 +147,7 @@ class Pool {
     stop_workers();
     stop_.store(false);
     const uint64_t gen = generation_.load(std::memory_order_acquire);
-    for (int i = 1; i < threads_; ++i)
-      workers_.emplace_back(&Pool::worker, this, static_cast<std::size_t>(i), gen);
+    for (int i = 1; i < threads_; ++i) workers_.emplace_back(&Pool::worker, this, gen);
   }
 
   void stop_workers() {
@@ -132,8 +167,9 @@ class Pool {
   std::mutex mu_;
   std::condition_variable cv_;
   std::atomic<uint64_t> generation_{0};
+  std::atomic<uint64_t> claim_{0};  // (generation << 32) | next unclaimed chunk
+  std::atomic<std::size_t> done_{0};
   std::atomic<bool> stop_{false};
-  std::atomic<int> pending_{0};
   const std::function<void(std::size_t, std::size_t)>* job_ = nullptr;
   std::size_t job_n_ = 0, job_chunks_ = 0;
   std::vector<std::exception_ptr> errors_;

@@ -31,7 +31,7 @@ namespace {
 constexpr std::size_t kTileMaxMr = 32;
 constexpr std::size_t kL2ChunkBytes = 512 * 1024;     // B panels per chunk
 constexpr std::size_t kAChunkBytes = 1024 * 1024;     // A rows prepared at once
-constexpr std::size_t kMinParallelMacs = 1u << 18;    // below: one thread
+constexpr std::size_t kMinParallelMacs = 1u << 23;    // below (~15 us of VNNI work): one thread
 constexpr std::size_t kQuantGrainElems = 1u << 15;
 
 // Per-thread scratch, grown on demand and reused: no allocation in steady state.
