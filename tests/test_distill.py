@@ -112,7 +112,9 @@ def _free_port() -> int:
 
 
 def test_distill_ddp_two_processes(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "python"), OMP_NUM_THREADS="1")
+    # The edgepack this process imported (installed in CI, the source tree in a dev loop).
+    pkg_root = str(Path(edgepack.__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=pkg_root, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
            "--master_addr=127.0.0.1", f"--master_port={_free_port()}",
            str(ROOT / "tests" / "distill_ddp_worker.py"), str(tmp_path)]
