@@ -1,6 +1,8 @@
-// Scalar reference epilogues (see gemm_epilogue.h): the spec the vector versions match.
+// Scalar reference epilogues (see gemm_epilogue.h): the spec the vector versions match. The
+// per-element math is edgepack/epilogue.h, shared with the sparse driver.
 #include <algorithm>
 
+#include "edgepack/epilogue.h"
 #include "gemm/gemm_epilogue.h"
 #include "kernels_internal.h"
 
@@ -8,20 +10,12 @@ namespace edgepack {
 namespace {
 
 inline int32_t correct(int32_t raw, int32_t zpoff, int32_t colsum) {
-  return static_cast<int32_t>(static_cast<uint32_t>(raw) -
-                              static_cast<uint32_t>(zpoff) * static_cast<uint32_t>(colsum));
+  return zp_correct_off(raw, zpoff, colsum);
 }
-
-// np.maximum(y, 0) semantics: NaN stays NaN, -0.0 becomes +0.0.
-inline float relu_f(float y) { return (y > 0.0f || y != y) ? y : 0.0f; }
 
 inline float dequant(int32_t raw, int32_t zpoff, int32_t cs, float as, float ws,
                      const float* bias, bool relu) {
-  const float mult = as * ws;
-  float y = static_cast<float>(correct(raw, zpoff, cs)) * mult;
-  if (bias) y = y + *bias;
-  if (relu) y = relu_f(y);
-  return y;
+  return dequant_epilogue(correct(raw, zpoff, cs), as, ws, bias, 0, relu);
 }
 
 void s32_ref(const int32_t* tile, std::size_t mr, std::size_t nc, const TileEpilogueArgs& e,
