@@ -16,6 +16,7 @@
 
 #include "common.h"
 #include "edgepack/gemm_ops.h"
+#include "edgepack/sparse.h"
 
 namespace edgepack_py {
 namespace {
@@ -95,8 +96,8 @@ py::array pack(const py::array& w, const py::array& scale, const py::object& bia
   const std::size_t n = w.shape(0), k = w.shape(1);
   const float* sp = in_ptr<float>(scale, "scale", "float32");
   if (static_cast<std::size_t>(scale.size()) != n)
-    throw py::value_error("scale has " + std::to_string(scale.size()) + " entries, expected N = " +
-                          std::to_string(n));
+    throw py::value_error("scale has " + std::to_string(scale.size()) +
+                          " entries, expected N = " + std::to_string(n));
   for (std::size_t i = 0; i < n; ++i)
     if (!std::isfinite(sp[i]) || !(sp[i] > 0.0f))
       throw py::value_error("scale must be finite and > 0, got " + std::to_string(sp[i]) +
@@ -107,8 +108,8 @@ py::array pack(const py::array& w, const py::array& scale, const py::object& bia
     barr = bias.cast<py::array>();
     bp = in_ptr<float>(barr, "bias", "float32");
     if (static_cast<std::size_t>(barr.size()) != n)
-      throw py::value_error("bias has " + std::to_string(barr.size()) + " entries, expected N = " +
-                            std::to_string(n));
+      throw py::value_error("bias has " + std::to_string(barr.size()) +
+                            " entries, expected N = " + std::to_string(n));
     for (std::size_t i = 0; i < n; ++i)
       if (!std::isfinite(bp[i]))
         throw py::value_error("bias must be finite, got " + std::to_string(bp[i]) + " at index " +
@@ -198,7 +199,8 @@ py::array linear_u8(const py::array& a, const py::array& buf, const py::array& r
     smax = std::max(smax, sp[r]);
   }
   for (std::size_t i = 0; i < v.n; ++i) wmax = std::max(wmax, v.scale[i]);
-  if (!std::isfinite(smax * wmax)) throw py::value_error("row_scale * weight scale overflows float32");
+  if (!std::isfinite(smax * wmax))
+    throw py::value_error("row_scale * weight scale overflows float32");
   check_outputs(m, v.n);
   py::array_t<float> out({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(v.n)});
   float* op = out.mutable_data();
@@ -217,12 +219,12 @@ py::array linear_u8(const py::array& a, const py::array& buf, const py::array& r
 // as the Python composition it replaces (bit-identical), minus the per-call Python overhead,
 // which dominates at batch 1. Returns float32 [N, OH, OW, O] (NHWC memory).
 py::array conv2d_u8_core(const float* xp, std::size_t n, std::size_t h, std::size_t w,
-                         std::size_t c, const py::array& buf, int kh, int kw, int sh, int sw,
+                         std::size_t c, const py::object& packed, int kh, int kw, int sh, int sw,
                          int dh, int dw, bool relu, bool nchw);
 
 // nchw = true: x is an NCHW-shaped view of NHWC memory (a channels_last torch tensor seen by
 // numpy), and the output is returned the same way, so the caller needs no permutes.
-py::array conv2d_u8(const py::array& x, const py::array& buf, int kh, int kw, int sh, int sw,
+py::array conv2d_u8(const py::array& x, const py::object& buf, int kh, int kw, int sh, int sw,
                     int dh, int dw, bool relu, bool nchw) {
   require_dtype<float>(x, "x", "float32");
   if (x.ndim() != 4) throw py::value_error("x must be 4-D");
@@ -243,18 +245,29 @@ py::array conv2d_u8(const py::array& x, const py::array& buf, int kh, int kw, in
 // The same on a raw address (torch's data_ptr(): skips building a numpy view, ~2 us at batch
 // 1) of dense NHWC memory [n, h, w, c]; the caller guarantees the layout and keeps x alive.
 py::array conv2d_u8_raw(std::uintptr_t addr, std::size_t n, std::size_t c, std::size_t h,
-                        std::size_t w, const py::array& buf, int kh, int kw, int sh, int sw,
+                        std::size_t w, const py::object& buf, int kh, int kw, int sh, int sw,
                         int dh, int dw, bool relu) {
   if (addr == 0 || addr % alignof(float) != 0)
     throw py::value_error("x address must be non-null and float-aligned");
-  return conv2d_u8_core(reinterpret_cast<const float*>(addr), n, h, w, c, buf, kh, kw, sh, sw,
-                        dh, dw, relu, true);
+  return conv2d_u8_core(reinterpret_cast<const float*>(addr), n, h, w, c, buf, kh, kw, sh, sw, dh,
+                        dw, relu, true);
 }
 
 py::array conv2d_u8_core(const float* xp, std::size_t n, std::size_t h, std::size_t w,
-                         std::size_t c, const py::array& buf, int kh, int kw, int sh, int sw,
+                         std::size_t c, const py::object& packed, int kh, int kw, int sh, int sw,
                          int dh, int dw, bool relu, bool nchw) {
-  const PackedView v = view(buf, false);
+  // Dense (a packed uint8 buffer) or block-sparse (a PackedSparse) weights: the same per-image
+  // quantization and im2col, then linear_u8_op or sparse_linear_u8_op.
+  const edgepack::PackedSparse* sp = nullptr;
+  PackedView v{};
+  if (py::isinstance<edgepack::PackedSparse>(packed)) {
+    sp = &packed.cast<const edgepack::PackedSparse&>();
+    v.k = sp->header().k;
+    v.n = sp->header().n;
+    v.scale = sp->view().scale;
+  } else {
+    v = view(packed.cast<py::array>(), false);
+  }
   if (kh < 1 || kw < 1 || sh < 1 || sw < 1 || dh < 1 || dw < 1)
     throw py::value_error("kernel, stride and dilation must be >= 1");
   const std::size_t taps = static_cast<std::size_t>(kh) * static_cast<std::size_t>(kw);
@@ -283,9 +296,8 @@ py::array conv2d_u8_core(const float* xp, std::size_t n, std::size_t h, std::siz
   {
     py::gil_scoped_release nogil;
     // NaN/inf in x: std::domain_error -> ValueError
-    edgepack::quantize_dynamic_op(edgepack::quant_kernels(), xp, q.data(),
-                                  edgepack::QDType::kUInt8, false, true, n, img, isc.data(),
-                                  izp.data());
+    edgepack::quantize_dynamic_op(edgepack::quant_kernels(), xp, q.data(), edgepack::QDType::kUInt8,
+                                  false, true, n, img, isc.data(), izp.data());
     uint8_t* ap = a.data();
     for (std::size_t b = 0; b < n; ++b) {
       const uint8_t* qi = q.data() + b * img;
@@ -309,11 +321,16 @@ py::array conv2d_u8_core(const float* xp, std::size_t n, std::size_t h, std::siz
     check_scale(isc[b], "image scale");
     smax = std::max(smax, isc[b]);
   }
-  if (!std::isfinite(smax * wmax)) throw py::value_error("input scale * weight scale overflows float32");
+  if (!std::isfinite(smax * wmax))
+    throw py::value_error("input scale * weight scale overflows float32");
   {
     py::gil_scoped_release nogil;
-    edgepack::linear_u8_op(edgepack::gemm_kernels(), v, a.data(), m, v.k, rsc.data(), rzp.data(),
-                           relu, op);
+    if (sp)
+      edgepack::sparse_linear_u8_op(edgepack::sparse_kernels(), *sp, a.data(), v.k, m, rsc.data(),
+                                    rzp.data(), op, relu);
+    else
+      edgepack::linear_u8_op(edgepack::gemm_kernels(), v, a.data(), m, v.k, rsc.data(), rzp.data(),
+                             relu, op);
   }
   return out;
 }
@@ -342,12 +359,12 @@ py::array linear_q(const py::array& a, const py::array& buf, float a_scale, int 
       throw py::value_error("a_scale * weight scale overflows float32");
   check_outputs(m, v.n);
   py::array out = od == edgepack::QDType::kInt8
-                      ? py::array(py::dtype::of<int8_t>(), std::vector<py::ssize_t>{
-                                                               static_cast<py::ssize_t>(m),
-                                                               static_cast<py::ssize_t>(v.n)})
-                      : py::array(py::dtype::of<uint8_t>(), std::vector<py::ssize_t>{
-                                                                static_cast<py::ssize_t>(m),
-                                                                static_cast<py::ssize_t>(v.n)});
+                      ? py::array(py::dtype::of<int8_t>(),
+                                  std::vector<py::ssize_t>{static_cast<py::ssize_t>(m),
+                                                           static_cast<py::ssize_t>(v.n)})
+                      : py::array(py::dtype::of<uint8_t>(),
+                                  std::vector<py::ssize_t>{static_cast<py::ssize_t>(m),
+                                                           static_cast<py::ssize_t>(v.n)});
   void* op = out.mutable_data();
   const void* ap = a.data();
   {

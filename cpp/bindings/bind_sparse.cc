@@ -1,6 +1,7 @@
 // Bindings for block-sparse int8 packing and the sparse dynamic-int8 linear. Validation of
 // shapes and dtypes happens here; the core validates values (scales, corrupt buffers).
 #include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "common.h"
@@ -16,19 +17,20 @@ PackedSparse pack_sparse(const py::array& w, const py::array& scale, const py::o
   const int8_t* wp = in_ptr<int8_t>(w, "w_q", "int8");
   if (w.ndim() != 2)
     throw py::value_error("w_q must be 2-D [N, K], got " + std::to_string(w.ndim()) + " dims");
-  const std::size_t n = static_cast<std::size_t>(w.shape(0)), k = static_cast<std::size_t>(w.shape(1));
+  const std::size_t n = static_cast<std::size_t>(w.shape(0)),
+                    k = static_cast<std::size_t>(w.shape(1));
   const float* sp = in_ptr<float>(scale, "scale", "float32");
   if (static_cast<std::size_t>(scale.size()) != n)
-    throw py::value_error("scale has " + std::to_string(scale.size()) + " entries, w_q has N = " +
-                          std::to_string(n) + " rows");
+    throw py::value_error("scale has " + std::to_string(scale.size()) +
+                          " entries, w_q has N = " + std::to_string(n) + " rows");
   const float* bp = nullptr;
   py::array b;
   if (!bias.is_none()) {
     b = bias.cast<py::array>();
     bp = in_ptr<float>(b, "bias", "float32");
     if (static_cast<std::size_t>(b.size()) != n)
-      throw py::value_error("bias has " + std::to_string(b.size()) + " entries, w_q has N = " +
-                            std::to_string(n) + " rows");
+      throw py::value_error("bias has " + std::to_string(b.size()) +
+                            " entries, w_q has N = " + std::to_string(n) + " rows");
   }
   if (block_k <= 0) throw py::value_error("block must be (1, 4), (1, 8) or (1, 16)");
   py::gil_scoped_release nogil;
@@ -50,6 +52,39 @@ py::array_t<float> sparse_linear(const py::array& x, const PackedSparse& p, bool
   {
     py::gil_scoped_release nogil;
     edgepack::sparse_linear_int8_op(edgepack::sparse_kernels(), p, xp, m, yp, relu);
+  }
+  return y;
+}
+
+// Float-output sparse linear on uint8 activations with per-row (scale, zero point).
+py::array_t<float> sparse_linear_u8(const py::array& a, const PackedSparse& p,
+                                    const py::array& row_scale, const py::array& row_zp,
+                                    bool relu) {
+  const uint8_t* ap = in_ptr<uint8_t>(a, "a", "uint8");
+  const auto& h = p.header();
+  if (a.ndim() != 2 || static_cast<std::size_t>(a.shape(1)) != h.k)
+    throw py::value_error("a must be 2-D [M, K] with K = " + std::to_string(h.k));
+  const std::size_t m = static_cast<std::size_t>(a.shape(0));
+  const float* sp = in_ptr<float>(row_scale, "row_scale", "float32");
+  const int32_t* zp = in_ptr<int32_t>(row_zp, "row_zero_point", "int32");
+  if (row_scale.ndim() != 1 || static_cast<std::size_t>(row_scale.size()) != m ||
+      row_zp.ndim() != 1 || static_cast<std::size_t>(row_zp.size()) != m)
+    throw py::value_error("row_scale and row_zero_point must be 1-D with one entry per row of a");
+  float smax = 0.0f, wmax = 0.0f;
+  for (std::size_t r = 0; r < m; ++r) {
+    if (!std::isfinite(sp[r]) || !(sp[r] > 0.0f))
+      throw py::value_error("row_scale must be finite and > 0");
+    if (zp[r] < 0 || zp[r] > 255) throw py::value_error("row_zero_point must be in [0, 255]");
+    smax = std::max(smax, sp[r]);
+  }
+  for (std::size_t i = 0; i < h.n; ++i) wmax = std::max(wmax, p.view().scale[i]);
+  if (!std::isfinite(smax * wmax))
+    throw py::value_error("row_scale * weight scale overflows float32");
+  py::array_t<float> y({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(h.n)});
+  float* yp = y.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    edgepack::sparse_linear_u8_op(edgepack::sparse_kernels(), p, ap, h.k, m, sp, zp, yp, relu);
   }
   return y;
 }
@@ -86,8 +121,8 @@ void bind_sparse(py::module_& m) {
           py::arg("data"))
       .def("unpack",
            [](const PackedSparse& p) {
-             py::array_t<int8_t> w({static_cast<py::ssize_t>(p.header().n),
-                                    static_cast<py::ssize_t>(p.header().k)});
+             py::array_t<int8_t> w(
+                 {static_cast<py::ssize_t>(p.header().n), static_cast<py::ssize_t>(p.header().k)});
              p.unpack(w.mutable_data());
              return w;
            })
@@ -106,6 +141,8 @@ void bind_sparse(py::module_& m) {
   m.def("pack_sparse", &pack_sparse, py::arg("w_q"), py::arg("scale"), py::arg("bias"),
         py::arg("block_k"));
   m.def("sparse_linear_int8", &sparse_linear, py::arg("x"), py::arg("packed"), py::arg("relu"));
+  m.def("sparse_linear_u8", &sparse_linear_u8, py::arg("a"), py::arg("packed"),
+        py::arg("row_scale"), py::arg("row_zero_point"), py::arg("relu"));
 }
 
 }  // namespace edgepack_py

@@ -38,7 +38,7 @@
 
 namespace edgepack {
 
-constexpr uint32_t kSparseSlice = 16;       // rows per slice (lanes)
+constexpr uint32_t kSparseSlice = 16;  // rows per slice (lanes)
 constexpr uint32_t kSparseVersion = 1;
 constexpr uint32_t kSparseFormatSell16 = 1;
 constexpr uint32_t kSparsePadRow = 0xFFFFFFFFu;  // perm entry of a padding lane
@@ -149,5 +149,12 @@ const SparseKernels& sparse_kernels();
 // Throws std::domain_error when x holds NaN or inf.
 void sparse_linear_int8_op(const SparseKernels& kern, const PackedSparse& w, const float* x,
                            std::size_t m, float* y, bool relu);
+
+// The same from uint8 activations already quantized per row: a[m][K] (row stride lda >= K),
+// row r with (a_scale[r], a_zp[r] in [0, 255]); y = epilogue(sum_k (a - a_zp) * w). The sparse
+// counterpart of linear_u8_op (gemm_ops.h): what QuantConv2d's per-image im2col path calls.
+void sparse_linear_u8_op(const SparseKernels& kern, const PackedSparse& w, const uint8_t* a,
+                         std::size_t lda, std::size_t m, const float* a_scale, const int32_t* a_zp,
+                         float* y, bool relu);
 
 }  // namespace edgepack

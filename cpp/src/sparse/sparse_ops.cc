@@ -23,11 +23,10 @@ namespace {
 
 constexpr std::size_t kGrainMacs = 1 << 16;  // below this much work, stay on one thread
 
-
 // Quantize row x[0..k) into a[0..kp) (zero padded). Same calls and order as quantize_dynamic_op.
 // Returns 0 ok, 1 NaN, 2 inf.
-int quantize_row(const QuantKernels& qk, const float* x, std::size_t k, uint8_t* a,
-                 std::size_t kp, float* scale, int32_t* zp) {
+int quantize_row(const QuantKernels& qk, const float* x, std::size_t k, uint8_t* a, std::size_t kp,
+                 float* scale, int32_t* zp) {
   float mn, mx;
   if (qk.minmax(x, k, &mn, &mx)) return 1;
   if (!std::isfinite(mn) || !std::isfinite(mx)) return 2;
@@ -39,31 +38,16 @@ int quantize_row(const QuantKernels& qk, const float* x, std::size_t k, uint8_t*
   return 0;
 }
 
-}  // namespace
-
-void sparse_linear_int8_op(const SparseKernels& kern, const PackedSparse& w, const float* x,
-                           std::size_t m, float* y, bool relu) {
-  if (m == 0) return;
+// The sparse linear from uint8 rows a[m][kp] (zero padded to kp = Kb * B; modified in place
+// when the kernel takes int8) with per-row (a_scale, a_zp): both public entry points end here.
+void sparse_padded_u8(const SparseKernels& kern, const PackedSparse& w, std::vector<uint8_t>& a,
+                      std::size_t m, const float* a_scale, const int32_t* a_zp, float* y,
+                      bool relu) {
   const SparseView& v = w.view();
-  const QuantKernels& qk = quant_kernels();
-  const std::size_t k = v.k, n = v.n;
+  const std::size_t n = v.n;
   const std::size_t kp = std::size_t{v.kb} * v.block_k;
   const std::size_t q4 = kp / 4;  // groups of 4 k
   const bool s8 = kern.a_format == AFormat::kS8;
-
-  // 1. Per-row dynamic quantization into a padded row-major buffer.
-  std::vector<uint8_t> a(m * kp);
-  std::vector<float> a_scale(m);
-  std::vector<int32_t> a_zp(m);
-  std::atomic<int> bad{0};
-  parallel_for(m, std::max<std::size_t>(1, (1 << 15) / k), [&](std::size_t b, std::size_t e) {
-    for (std::size_t r = b; r < e; ++r) {
-      const int rc = quantize_row(qk, x + r * k, k, a.data() + r * kp, kp, &a_scale[r], &a_zp[r]);
-      if (rc) bad = rc;
-    }
-  });
-  if (bad == 1) throw std::domain_error("x contains NaN");
-  if (bad == 2) throw std::domain_error("x contains inf");
 
   // Average work per slice, to size tasks.
   const std::size_t slice_macs =
@@ -84,14 +68,13 @@ void sparse_linear_int8_op(const SparseKernels& kern, const PackedSparse& w, con
   // (vector width of the machine, bit-identical to the reference) writes y in 16-column pieces
   // with contiguous stores; a last piece short of 16 columns goes through the scalar spec, as
   // the tile epilogue reads 16 columns of colsum/scale/bias.
-  auto window_epilogue = [&](const int32_t* tb, std::size_t m0, std::size_t mt,
-                             std::size_t wbase) {
+  auto window_epilogue = [&](const int32_t* tb, std::size_t m0, std::size_t mt, std::size_t wbase) {
     const std::size_t wlen = std::min<std::size_t>(kSparseSortWindow, n - wbase);
     TileEpilogueArgs ea{};
     ea.ldt = kSparseSortWindow;
     ea.relu = relu;
     ea.row_zpoff = zpoff.data() + m0;
-    ea.row_scale = a_scale.data() + m0;
+    ea.row_scale = a_scale + m0;
     for (std::size_t c0 = 0; c0 < wlen; c0 += 16) {
       const std::size_t col = wbase + c0, nc = std::min<std::size_t>(16, wlen - c0);
       float* yo = y + m0 * n + col;
@@ -117,8 +100,7 @@ void sparse_linear_int8_op(const SparseKernels& kern, const PackedSparse& w, con
     //     a window's outputs can be un-permuted into one row buffer.
     if (s8)
       for (auto& b : a) b ^= 0x80;
-    const std::size_t grain =
-        std::max<std::size_t>(1, kGrainMacs / (slice_macs * kWinSlices));
+    const std::size_t grain = std::max<std::size_t>(1, kGrainMacs / (slice_macs * kWinSlices));
     parallel_for(nwin, grain, [&](std::size_t b, std::size_t e) {
       int32_t acc[kSparseSortWindow], row[kSparseSortWindow];
       for (std::size_t wi = b; wi < e; ++wi) {
@@ -143,30 +125,31 @@ void sparse_linear_int8_op(const SparseKernels& kern, const PackedSparse& w, con
   const std::size_t panel = q4 * R * 4;
   std::vector<uint8_t> at(ntiles * panel);
   const uint32_t flip32 = s8 ? 0x80808080u : 0u;
-  parallel_for(ntiles, std::max<std::size_t>(1, (1 << 16) / panel), [&](std::size_t b,
-                                                                         std::size_t e) {
-    // Locals, not captured references: the byte stores may alias anything, so gcc would
-    // reload captured values every iteration (measured: 10% of a call at M = 128, K = 1024).
-    const std::size_t nq = q4, rr = R, mm = m, kpp = kp;
-    const uint32_t flip = flip32;
-    const uint8_t* const abase = a.data();
-    uint8_t* const atbase = at.data();
-    for (std::size_t tile = b; tile < e; ++tile) {
-      uint8_t* dst = atbase + tile * panel;
-      const std::size_t mt = std::min(rr, mm - tile * rr);
-      if (mt < rr) std::memset(dst, 0, panel);
-      for (std::size_t r = 0; r < mt; ++r) {
-        const uint8_t* src = abase + (tile * rr + r) * kpp;
-        uint8_t* d = dst + r * 4;
-        for (std::size_t q = 0; q < nq; ++q) {  // 4 bytes at a time
-          uint32_t g;
-          std::memcpy(&g, src + 4 * q, 4);
-          g ^= flip;
-          std::memcpy(d + q * rr * 4, &g, 4);
-        }
-      }
-    }
-  });
+  parallel_for(ntiles, std::max<std::size_t>(1, (1 << 16) / panel),
+               [&](std::size_t b, std::size_t e) {
+                 // Locals, not captured references: the byte stores may alias anything, so gcc
+                 // would reload captured values every iteration (measured: 10% of a call at M =
+                 // 128, K = 1024).
+                 const std::size_t nq = q4, rr = R, mm = m, kpp = kp;
+                 const uint32_t flip = flip32;
+                 const uint8_t* const abase = a.data();
+                 uint8_t* const atbase = at.data();
+                 for (std::size_t tile = b; tile < e; ++tile) {
+                   uint8_t* dst = atbase + tile * panel;
+                   const std::size_t mt = std::min(rr, mm - tile * rr);
+                   if (mt < rr) std::memset(dst, 0, panel);
+                   for (std::size_t r = 0; r < mt; ++r) {
+                     const uint8_t* src = abase + (tile * rr + r) * kpp;
+                     uint8_t* d = dst + r * 4;
+                     for (std::size_t q = 0; q < nq; ++q) {  // 4 bytes at a time
+                       uint32_t g;
+                       std::memcpy(&g, src + 4 * q, 4);
+                       g ^= flip;
+                       std::memcpy(d + q * rr * 4, &g, 4);
+                     }
+                   }
+                 }
+               });
 
   // 3. Cache blocking: a group of whole sort windows (8 slices = 128 output columns; ~128 KiB
   //    of blocks) stays in L2 while every tile passes over it; the tile's panel (Kp*R bytes)
@@ -174,9 +157,8 @@ void sparse_linear_int8_op(const SparseKernels& kern, const PackedSparse& w, con
   //    row-major int32 tile in column order, and the dense GEMM's dispatched tile epilogue
   //    (vector width of the machine, bit-identical to the reference) writes y from it in
   //    16-column pieces with contiguous stores. Tasks are groups.
-  const std::size_t win_bytes =
-      std::max<std::size_t>(1, std::size_t{w.header().steps} * kSparseSlice * (v.block_k + 2) /
-                                   nwin);
+  const std::size_t win_bytes = std::max<std::size_t>(
+      1, std::size_t{w.header().steps} * kSparseSlice * (v.block_k + 2) / nwin);
   std::size_t gwin = std::max<std::size_t>(1, (std::size_t{128} << 10) / win_bytes);
   const std::size_t want_tasks = 4 * static_cast<std::size_t>(get_num_threads());
   gwin = std::min(gwin, std::max<std::size_t>(1, (nwin + want_tasks - 1) / want_tasks));
@@ -213,6 +195,48 @@ void sparse_linear_int8_op(const SparseKernels& kern, const PackedSparse& w, con
       }
     }
   });
+}
+
+}  // namespace
+
+void sparse_linear_int8_op(const SparseKernels& kern, const PackedSparse& w, const float* x,
+                           std::size_t m, float* y, bool relu) {
+  if (m == 0) return;
+  const SparseView& v = w.view();
+  const QuantKernels& qk = quant_kernels();
+  const std::size_t k = v.k;
+  const std::size_t kp = std::size_t{v.kb} * v.block_k;
+
+  // Per-row dynamic quantization into a padded row-major buffer.
+  std::vector<uint8_t> a(m * kp);
+  std::vector<float> a_scale(m);
+  std::vector<int32_t> a_zp(m);
+  std::atomic<int> bad{0};
+  parallel_for(m, std::max<std::size_t>(1, (1 << 15) / k), [&](std::size_t b, std::size_t e) {
+    for (std::size_t r = b; r < e; ++r) {
+      const int rc = quantize_row(qk, x + r * k, k, a.data() + r * kp, kp, &a_scale[r], &a_zp[r]);
+      if (rc) bad = rc;
+    }
+  });
+  if (bad == 1) throw std::domain_error("x contains NaN");
+  if (bad == 2) throw std::domain_error("x contains inf");
+  sparse_padded_u8(kern, w, a, m, a_scale.data(), a_zp.data(), y, relu);
+}
+
+void sparse_linear_u8_op(const SparseKernels& kern, const PackedSparse& w, const uint8_t* a,
+                         std::size_t lda, std::size_t m, const float* a_scale, const int32_t* a_zp,
+                         float* y, bool relu) {
+  if (m == 0) return;
+  const SparseView& v = w.view();
+  const std::size_t k = v.k, kp = std::size_t{v.kb} * v.block_k;
+  std::vector<uint8_t> ap(m * kp);
+  parallel_for(m, std::max<std::size_t>(1, (1 << 16) / kp), [&](std::size_t b, std::size_t e) {
+    for (std::size_t r = b; r < e; ++r) {
+      std::memcpy(ap.data() + r * kp, a + r * lda, k);
+      std::memset(ap.data() + r * kp + k, 0, kp - k);
+    }
+  });
+  sparse_padded_u8(kern, w, ap, m, a_scale, a_zp, y, relu);
 }
 
 }  // namespace edgepack
