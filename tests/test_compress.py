@@ -375,17 +375,10 @@ def test_sparse_packing_exact_and_saved(tmp_path):
     w_q, s = _wq(lin)
     np.testing.assert_array_equal(
         y.numpy(), reference.linear_int8_ref(feats.numpy(), w_q, s, lin.bias.detach().numpy()))
-    # sparse conv: float im2col in (kh, kw, C) order with per-row dynamic ranges
-    conv = m[0]
+    # sparse conv: the dense conv's spec (one range per image, uint8 im2col), bit for bit
     with torch.no_grad():
-        got = c[0](x).permute(0, 2, 3, 1).reshape(-1, 16).numpy()
-    xp = F.pad(x, (1, 1, 1, 1)).permute(0, 2, 3, 1).numpy()
-    cols = np.stack([xp[b, i:i + 3, j:j + 3].reshape(-1)
-                     for b in range(2) for i in range(6) for j in range(6)])
-    w = (conv.weight.detach()).permute(0, 2, 3, 1).reshape(16, -1)
-    wq, ws = (t.numpy() for t in quantize_weight(w))
-    ref = reference.linear_int8_ref(cols, wq, ws, conv.bias.detach().numpy(), True)
-    np.testing.assert_array_equal(got, ref)
+        got = c[0](x).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_array_equal(got, _conv_ref(m[0], c[0], x))
     p = tmp_path / "s.ep"
     edgepack.save(c, p)
     with torch.no_grad():
@@ -428,3 +421,72 @@ def test_conv2d_u8_layouts_agree_and_bad_layout_is_an_error():
     bad[0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError):
         q(bad)
+
+
+def _block_pruned_conv(cin: int, cout: int, amount: float = 0.8, **kw: object) -> nn.Conv2d:
+    conv = nn.Conv2d(cin, cout, **kw)  # type: ignore[arg-type]
+    edgepack.prune.blocks(conv, amount, block=(1, 4))
+    edgepack.prune.remove(conv)
+    return conv
+
+
+@pytest.mark.skipif(not _backend.has_sparse(), reason="sparse kernels not in this build")
+@pytest.mark.parametrize("cin,cout,hw,kw", [
+    (16, 32, 13, dict(kernel_size=3)),  # native one-call path (channels_last, no padding)
+    (8, 20, 9, dict(kernel_size=3, padding=1, stride=2)),  # padded: the general path
+    (5, 17, 7, dict(kernel_size=(2, 3), dilation=(1, 2))),  # K = 30: not a block multiple
+    (4, 33, 6, dict(kernel_size=1, bias=False)),  # 1x1: im2col is the input; 3 slices
+])
+def test_sparse_conv_equals_dense_conv_bit_for_bit(cin, cout, hw, kw):
+    """A block-sparse packed conv quantizes one range per image like the dense one and runs
+    sparse_linear_u8: the same numbers as the dense packing and the numpy spec, at batch 1 and
+    N, at 1 and 2 threads."""
+    torch.manual_seed(21)
+    conv = _block_pruned_conv(cin, cout, **kw)
+    sp = QuantConv2d.from_float(conv, relu=True, sparse="always")
+    de = QuantConv2d.from_float(conv, relu=True, sparse="never")
+    assert sp.linear.packed_kind == "sparse" and de.linear.packed_kind == "dense"
+    x = torch.randn(3, cin, hw, hw + 1)
+    for threads in (1, 2):
+        edgepack.set_num_threads(threads)
+        with torch.no_grad():
+            for xb in (x, x[:1], x.to(memory_format=torch.channels_last)):
+                assert torch.equal(sp(xb), de(xb))
+            np.testing.assert_array_equal(sp(x).permute(0, 2, 3, 1).numpy(),
+                                          _conv_ref(conv, sp, x))
+    edgepack.set_num_threads(1)
+
+
+@pytest.mark.skipif(not _backend.has_sparse(), reason="sparse kernels not in this build")
+def test_sparse_static_activations_equal_dense():
+    """Static (calibrated) activations now run on sparse packings too (sparse_linear_u8)."""
+    torch.manual_seed(22)
+    conv = _block_pruned_conv(8, 16, kernel_size=3, padding=1)
+    act = (0.03, 120)
+    sp = QuantConv2d.from_float(conv, relu=True, sparse="always", act_qparams=act)
+    de = QuantConv2d.from_float(conv, relu=True, sparse="never", act_qparams=act)
+    assert sp.linear.packed_kind == "sparse"
+    x = torch.randn(2, 8, 7, 7) * 3  # partly outside the range: saturates
+    assert torch.equal(sp(x), de(x))
+    np.testing.assert_array_equal(sp(x).permute(0, 2, 3, 1).numpy(), _conv_ref(conv, sp, x, act))
+    lin = nn.Linear(64, 24)
+    edgepack.prune.blocks(lin, 0.8)
+    edgepack.prune.remove(lin)
+    qs = QuantLinear.from_float(lin, sparse="always", act_qparams=act)
+    qd = QuantLinear.from_float(lin, sparse="never", act_qparams=act)
+    assert qs.packed_kind == "sparse"
+    xl = torch.randn(5, 64)
+    assert torch.equal(qs(xl), qd(xl))
+
+
+@pytest.mark.skipif(not _backend.has_sparse(), reason="sparse kernels not in this build")
+def test_sparse_smaller_packs_only_where_it_shrinks():
+    torch.manual_seed(23)
+    m = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64)).eval()
+    edgepack.prune.blocks(m[0], 0.9)
+    edgepack.prune.remove(m[0])
+    c = edgepack.compress(m, CompressionConfig(sparse="smaller"))
+    assert c[0].packed_kind == "sparse" and c[2].packed_kind == "dense"
+    assert c[0].packed_nbytes < QuantLinear.from_float(m[0], sparse="never").packed_nbytes
+    with pytest.raises(ValueError, match="sparse"):
+        CompressionConfig(sparse="sometimes").validate()

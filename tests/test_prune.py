@@ -303,8 +303,12 @@ def test_conv_groups_follow_kernel_k_order_and_pack_small(criterion):
     if criterion == "blocks":
         assert ratio <= 0.45, ratio  # torch's (C_in, kh, kw) grouping packed at ~0.97x dense
     x = torch.randn(2, 32, 5, 5)
+    # per-row ranges over the float im2col in (kh, kw, C) order: the linear spec row by row
+    q_row = QuantConv2d.from_float(conv, sparse="always", act_granularity="row")
     with torch.no_grad():
-        got = q(x).permute(0, 2, 3, 1).reshape(-1, 64).numpy()
+        got = q_row(x).permute(0, 2, 3, 1).reshape(-1, 64).numpy()
+        # the default per-image path: the same numbers as the dense packing
+        assert torch.equal(q(x), QuantConv2d.from_float(conv, sparse="never")(x))
     cols = _conv_im2col(x, 1, 3, 3).numpy()
     ref = reference.linear_int8_ref(cols, wq, ws, conv.bias.detach().numpy())
     np.testing.assert_array_equal(got, ref)

@@ -155,9 +155,12 @@ def test_bad_input():
         q(torch.full((1, 4), float("nan")))
 
 
-@pytest.mark.parametrize("conv,gran", [(False, "per_image"), (True, "per_image"),
-                                       (True, "per_row")])
-def test_deployed_model_computes_what_qat_trained(conv, gran):
+@pytest.mark.parametrize("conv,gran,sparse", [(False, "per_image", "never"),
+                                              (True, "per_image", "never"),
+                                              (True, "per_row", "never"),
+                                              (False, "per_image", "always"),
+                                              (True, "per_image", "always")])
+def test_deployed_model_computes_what_qat_trained(conv, gran, sparse):
     """convert_qat (strip + edgepack.compress) runs the int8 kernels: the same numbers as the
     fake-quant forward, bit for bit, because both follow reference.linear_int8_ref."""
     torch.manual_seed(4)
@@ -168,10 +171,13 @@ def test_deployed_model_computes_what_qat_trained(conv, gran):
     else:
         model = nn.Sequential(nn.Linear(20, 33), nn.ReLU(), nn.Linear(33, 5))
         x = torch.randn(7, 20)
-    q = prepare_qat(model, conv_activations=gran).eval()
     import edgepack
 
+    if sparse == "always":  # block-pruned, so the sparse kernels skip real zero blocks
+        edgepack.prune.blocks(model, 0.7)
+        edgepack.prune.remove(model)
+    q = prepare_qat(model, conv_activations=gran).eval()
     deployed = edgepack.convert_qat(
-        q, edgepack.CompressionConfig(conv_activations=gran, sparse="never"))
+        q, edgepack.CompressionConfig(conv_activations=gran, sparse=sparse))
     with torch.inference_mode():
         assert torch.equal(q(x), deployed(x))

@@ -81,12 +81,12 @@ def linear_int8(
     x: npt.NDArray[np.float32], buf: npt.NDArray[np.uint8], relu: bool
 ) -> npt.NDArray[np.float32]: ...
 def conv2d_u8(
-    x: npt.NDArray[np.float32], buf: npt.NDArray[np.uint8], kh: int, kw: int, sh: int, sw: int,
-    dh: int, dw: int, relu: bool, nchw: bool = False,
+    x: npt.NDArray[np.float32], buf: npt.NDArray[np.uint8] | PackedSparse, kh: int, kw: int,
+    sh: int, sw: int, dh: int, dw: int, relu: bool, nchw: bool = False,
 ) -> npt.NDArray[np.float32]: ...
 def conv2d_u8_raw(
-    x_addr: int, n: int, c: int, h: int, w: int, buf: npt.NDArray[np.uint8], kh: int, kw: int,
-    sh: int, sw: int, dh: int, dw: int, relu: bool,
+    x_addr: int, n: int, c: int, h: int, w: int, buf: npt.NDArray[np.uint8] | PackedSparse,
+    kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, relu: bool,
 ) -> npt.NDArray[np.float32]: ...
 def linear_q(
     a_q: np.ndarray,
@@ -139,4 +139,8 @@ def pack_sparse(
 ) -> PackedSparse: ...
 def sparse_linear_int8(
     x: npt.NDArray[np.float32], packed: PackedSparse, relu: bool
+) -> npt.NDArray[np.float32]: ...
+def sparse_linear_u8(
+    a: npt.NDArray[np.uint8], packed: PackedSparse, row_scale: npt.NDArray[np.float32],
+    row_zero_point: npt.NDArray[np.int32], relu: bool
 ) -> npt.NDArray[np.float32]: ...

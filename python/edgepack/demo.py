@@ -240,9 +240,9 @@ class Recipe:
     seed: int = 0
     report_batch: int = 64
     threads: tuple[int, ...] | None = None  # report threads; None: (1, all cores)
-    # pruned layers are stored block-sparse whatever their speed (the file is the point);
-    # "auto" would pick per layer by measured speed
-    sparse: str = "always"
+    # pruned layers are stored block-sparse wherever that is smaller (the file is the point;
+    # unpruned layers stay dense); "auto" would pick per layer by measured speed
+    sparse: str = "smaller"
     repeats: int = 30
     min_time_s: float = 0.2           # per latency cell, at least this long (or repeats runs)
     variants: tuple[str, ...] = ("int8", "pruned", "distilled", "optimized", "all")
@@ -306,9 +306,8 @@ def build_variants(teacher: nn.Module, data: Data, r: Recipe, *,
         out["optimized"] = edgepack.optimize(teacher, example)
     if "all" in r.variants:
         assert student is not None
-        # block-sparse packed convs run with one activation range per row: train with it
-        qat = prepare_qat(student, conv_activations="per_row" if r.sparse == "always"
-                          else "per_image")
+        # dense and block-sparse convs both quantize one range per image: train with it
+        qat = prepare_qat(student, conv_activations="per_image")
         _prune_while_training(qat, xtr, ytr, r, r.all_prune_amount, r.finetune_epochs,
                               progress, "all: prune + QAT + distill", teacher=teacher)
         out["all"] = edgepack.compress(strip_qat(qat).eval(),

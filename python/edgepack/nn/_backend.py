@@ -49,9 +49,9 @@ def pack_linear(
     """Pack int8 weights [N, K] (+ float32 scale [N], bias [N]) for the kernels.
 
     sparse: "never" -> dense; "always" -> block-sparse (needs the sparse kernels); "auto" ->
-    edgepack.pack_auto's measured choice when the build has it, else dense; "auto_size" ->
-    sparse exactly when it is smaller than dense (no timing: a deterministic choice, for
-    layers whose numerics depend on the packing, see QuantConv2d).
+    edgepack.pack_auto's measured choice when the build has it, else dense; "smaller" ->
+    sparse exactly when it is smaller than dense (no timing: a deterministic, file-size-first
+    choice; also what convs use for "auto", see QuantConv2d.from_float).
     """
     w_q = w_q.contiguous()
     scale = scale.to(torch.float32).contiguous()
@@ -67,13 +67,25 @@ def pack_linear(
             return packed
         dense = _need("pack_weights")(w_q, scale, bias=b)
         return packed if packed_nbytes(packed) < packed_nbytes(dense) else dense
-    if sparse == "auto_size" and has_sparse() and bool((w_q == 0).any()):
+    if sparse == "smaller" and has_sparse() and bool((w_q == 0).any()):
         sp = _need("pack_sparse")(w_q, scale, bias=b)
         dense = _need("pack_weights")(w_q, scale, bias=b)
         return sp if packed_nbytes(sp) < packed_nbytes(dense) else dense
-    if sparse not in ("auto", "auto_size", "never"):
-        raise ValueError(f"sparse must be 'auto', 'never' or 'always', got {sparse!r}")
+    if sparse not in ("auto", "smaller", "never"):
+        raise ValueError(
+            f"sparse must be 'auto', 'smaller', 'never' or 'always', got {sparse!r}")
     return _need("pack_weights")(w_q, scale, bias=b)
+
+
+def native_weights(packed: object) -> Any:
+    """What the native calls take for this packing: the dense uint8 buffer, or the core
+    PackedSparse object of a PackedSparseLinear (None for anything else)."""
+    buf = dense_buffer(packed)
+    if buf is not None:
+        return buf
+    if is_sparse(packed):
+        return packed._p  # type: ignore[attr-defined]
+    return None
 
 
 def dense_buffer(packed: object) -> Any:
@@ -82,12 +94,6 @@ def dense_buffer(packed: object) -> Any:
     if cls is not None and type(packed) is cls:
         return packed.buffer  # type: ignore[attr-defined]
     return None
-
-
-def dense_dynamic(x2d: torch.Tensor, buf: Any, relu: bool) -> torch.Tensor:
-    """linear_int8 on a dense packed buffer, straight into the native call (x2d: float32,
-    2-D, C-contiguous, CPU, checked by the caller; the native code checks shapes again)."""
-    return torch.from_numpy(_core.linear_int8(x2d.numpy(), buf, relu))
 
 
 def dense_u8(a_u8: np.ndarray, buf: Any, row_scale: np.ndarray, row_zp: np.ndarray,

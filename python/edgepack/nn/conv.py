@@ -14,9 +14,9 @@ y = float(acc) * float(s * w_scale) + bias, ReLU.
 
 The input is read as NHWC (free for channels_last tensors, which is what QuantConv2d returns:
 an NCHW-shaped view of NHWC memory, so conv -> pool -> conv chains never transpose).
-act_granularity="row" (and sparse packings, whose kernel takes float input; compress's
-sparse="auto" picks sparse for a conv only when it is smaller, a choice free of timing) runs the
-float im2col through linear_int8: one dynamic range per output position (row of the im2col
+Dense and block-sparse packings take the same path (conv2d_u8 runs linear_u8_op or
+sparse_linear_u8_op) and give the same numbers bit for bit. act_granularity="row" runs the float
+im2col through the float linear: one dynamic range per output position (row of the im2col
 matrix), finer but slower (the quantization runs kh*kw times per input element).
 groups > 1 is not supported (compress keeps such convs fp32 with a warning).
 """
@@ -138,9 +138,10 @@ class QuantConv2d(nn.Module):
             shim.weight.copy_(w)
             if mod.bias is not None and shim.bias is not None:
                 shim.bias.copy_(effective_weight(mod, "bias"))
-        # A sparse packing changes a conv's numerics (the sparse kernel takes float rows: per-row
-        # ranges), so "auto" decides by size alone here, never by a timing measurement.
-        lin = QuantLinear.from_float(shim, relu=relu, sparse="auto_size" if sparse == "auto"
+        # "auto" decides by size for a conv: pack_auto's timing is for a given number of rows
+        # per call, which a conv only knows at run time (output positions x images). Dense and
+        # sparse packings compute the same numbers, so the choice never changes the outputs.
+        lin = QuantLinear.from_float(shim, relu=relu, sparse="smaller" if sparse == "auto"
                                      else sparse, act_qparams=act_qparams)
         return cls(lin, mod.in_channels, mod.out_channels, ks, _pair(mod.stride),
                    conv_pads(mod.padding, ks, dil), dil, mod.padding_mode, act_granularity)
@@ -181,7 +182,7 @@ class QuantConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lin: QuantLinear = self._modules["linear"]  # type: ignore[assignment]  # no __getattr__
-        buf = lin._dense_buf
+        buf = lin._native
         if (buf is not None and type(x) is torch.Tensor and x.dtype is torch.float32 and x.is_cpu
                 and not x.requires_grad and x.dim() == 4 and not any(self.pads)
                 and lin.act_scale is None and self.act_granularity == "image"):
@@ -215,17 +216,17 @@ class QuantConv2d(nn.Module):
         if oh <= 0 or ow <= 0:
             raise ValueError(f"QuantConv2d: input {tuple(x.shape)} is smaller than the kernel")
         lin = self.linear
-        if lin._dense_buf is not None and self.act_granularity == "image" and not lin.is_static:
+        if lin._native is not None and self.act_granularity == "image" and not lin.is_static:
             # hot path: quantize per image, im2col and GEMM + epilogue in one native call (the
             # same kernels as the composition below, bit-identical; no Python per step)
-            y = torch.from_numpy(_core.conv2d_u8(nhwc.numpy(), lin._dense_buf, kh, kw, sh, sw,
+            y = torch.from_numpy(_core.conv2d_u8(nhwc.numpy(), lin._native, kh, kw, sh, sw,
                                                  dh, dw, lin.relu))
             out = y.permute(0, 3, 1, 2)
             if not batched:
                 out = out.squeeze(0)
             return out if x.dtype == torch.float32 else out.to(x.dtype)
         idx = self._index(h, w, oh, ow)
-        if lin._dense_buf is not None and (self.act_granularity == "image" or lin.is_static):
+        if lin._native is not None and (self.act_granularity == "image" or lin.is_static):
             q, scale, zp = self._quantize_images(nhwc.reshape(n, -1).numpy())
             a = _im2col(q.reshape(n, h * w, c), idx, kh * kw)
             rows = oh * ow

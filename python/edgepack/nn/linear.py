@@ -76,7 +76,7 @@ class QuantLinear(nn.Module):
         """Quantize an nn.Linear (pruning masks honoured)."""
         w_q, scale = quantize_weight(effective_weight(mod))
         bias = None if mod.bias is None else effective_weight(mod, "bias")
-        packed = _backend.pack_linear(w_q, scale, bias, "never" if act_qparams else sparse)
+        packed = _backend.pack_linear(w_q, scale, bias, sparse)
         a_s, a_z = act_qparams if act_qparams is not None else (None, None)
         return cls(packed, mod.in_features, mod.out_features, scale, bias, relu=relu,
                    act_scale=a_s, act_zero_point=a_z)
@@ -88,17 +88,28 @@ class QuantLinear(nn.Module):
     @packed.setter
     def packed(self, value: Any) -> None:
         self._packed = value
-        self._dense_buf = _backend.dense_buffer(value)
+        self._bind_native()
+
+    def _bind_native(self) -> None:
+        # What the hot paths hand to the native calls, looked up once: the dense buffer
+        # (_dense_buf) or the core PackedSparse (_sparse_core), and the matching float linear.
+        self._dense_buf = _backend.dense_buffer(self._packed)
+        self._sparse_core = None if self._dense_buf is not None else (
+            _backend.native_weights(self._packed))
+        self._native = self._dense_buf if self._dense_buf is not None else self._sparse_core
+        self._native_linear = (_core.linear_int8 if self._dense_buf is not None
+                               else _core.sparse_linear_int8)
 
     def __getstate__(self) -> dict[str, Any]:
-        # the cached raw buffer is a view of the packed object: rebuild it, never copy it twice
+        # the cached handles are views of the packed object: rebuild them, never copy twice
         state = dict(self.__dict__)
-        state.pop("_dense_buf", None)
+        for key in ("_dense_buf", "_sparse_core", "_native", "_native_linear"):
+            state.pop(key, None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
-        self._dense_buf = _backend.dense_buffer(self._packed)
+        self._bind_native()
 
     @property
     def is_static(self) -> bool:
@@ -117,8 +128,8 @@ class QuantLinear(nn.Module):
         if x2.shape[0] == 0:
             return x2.new_zeros((0, self.out_features))
         if self.act_scale is None:
-            if self._dense_buf is not None:  # hot path: one native call, no wrapper layers
-                return _backend.dense_dynamic(x2, self._dense_buf, self.relu)
+            if self._native is not None:  # hot path: one native call, no wrapper layers
+                return torch.from_numpy(self._native_linear(x2.numpy(), self._native, self.relu))
             return _backend.run_dynamic(x2, self.packed, self.relu)
         zp = int(self.act_zero_point or 0)
         a = np.asarray(quantize(x2.numpy(), self.act_scale, zp, dtype="uint8"))
@@ -127,13 +138,17 @@ class QuantLinear(nn.Module):
 
     def matmul_u8(self, a: np.ndarray, row_scale: np.ndarray, row_zp: np.ndarray) -> torch.Tensor:
         """uint8 [M, K] contiguous, row r quantized with (row_scale[r], row_zp[r]) -> float32
-        [M, N] with this layer's bias / ReLU epilogue. Dense packing only."""
+        [M, N] with this layer's bias / ReLU epilogue (dense or block-sparse packing, the same
+        numbers bit for bit)."""
+        if self._sparse_core is not None:
+            return torch.from_numpy(_core.sparse_linear_u8(a, self._sparse_core, row_scale,
+                                                           row_zp, self.relu))
         if self._dense_buf is None:
-            raise RuntimeError("pre-quantized (static / conv) activations need dense packing")
+            raise RuntimeError("pre-quantized (static / conv) activations need a native packing")
         return _backend.dense_u8(a, self._dense_buf, row_scale, row_zp, self.relu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        buf = self._dense_buf
+        buf = self._native
         if (buf is not None and self.act_scale is None and type(x) is torch.Tensor
                 and x.dtype is torch.float32 and x.is_cpu and x.is_contiguous()):
             # hot path (batch 1 is dominated by Python, not the GEMM): one native call on a
@@ -141,9 +156,9 @@ class QuantLinear(nn.Module):
             xn = x.detach().numpy()
             k = self.in_features
             if xn.ndim == 2 and xn.shape[1] == k and xn.shape[0]:
-                return torch.from_numpy(_core.linear_int8(xn, buf, self.relu))
+                return torch.from_numpy(self._native_linear(xn, buf, self.relu))
             if xn.ndim > 2 and xn.shape[-1] == k and xn.size:
-                yn = _core.linear_int8(xn.reshape(-1, k), buf, self.relu)
+                yn = self._native_linear(xn.reshape(-1, k), buf, self.relu)
                 return torch.from_numpy(yn.reshape(*xn.shape[:-1], self.out_features))
         if not isinstance(x, torch.Tensor) or x.device.type != "cpu" or not x.is_floating_point():
             check_float_input(x, "QuantLinear")

@@ -21,7 +21,10 @@ class CompressionConfig:
         sensitivity analysis with the user's eval_fn; the layers that hurt the metric most stay
         fp32 until the metric drop is at most `max_metric_drop`).
     higher_is_better: direction of eval_fn's metric ("local" mode).
-    sparse: "auto" (edgepack.pack_auto picks dense or sparse per layer), "never", "always".
+    sparse: "auto" (edgepack.pack_auto picks dense or sparse per layer by measured speed; convs,
+        whose rows per call are unknown at packing, by size), "smaller" (sparse exactly where
+        the block-sparse packing is smaller than the dense one: the file-size-first choice),
+        "never", "always".
     quantize_embeddings: nn.Embedding tables to int8 (per-row scale, dequantized on lookup).
     optimize: run edgepack.optimize's clean-up first (BN folding, dropout removal, ReLU fusion).
     skip: module names (as in model.named_modules()) kept fp32.
@@ -52,7 +55,7 @@ class CompressionConfig:
         one_of("conv_activations", self.conv_activations, ("per_image", "per_row"))
         one_of("observer", self.observer, ("minmax", "percentile", "mse"))
         one_of("mode", self.mode, ("global", "local"))
-        one_of("sparse", self.sparse, ("auto", "never", "always"))
+        one_of("sparse", self.sparse, ("auto", "smaller", "never", "always"))
         if not 50.0 < float(self.percentile) <= 100.0:
             raise ValueError(
                 f"CompressionConfig.percentile must be in (50, 100], got {self.percentile}"
