@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default=str(DEFAULT_DATA), help="MNIST .npz or IDX directory")
     ap.add_argument("--out", default="mnist-report", help="folder for report.json/.png")
     ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--finetune-epochs", type=int, default=4)
+    ap.add_argument("--finetune-epochs", type=int, default=6)
     ap.add_argument("--prune", type=float, default=0.9, help="block sparsity of 'pruned'")
     ap.add_argument("--all-prune", type=float, default=0.8, help="block sparsity of 'all'")
     ap.add_argument("--teacher", help="a trained fp32 state_dict (skips training)")

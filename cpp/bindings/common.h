@@ -39,5 +39,6 @@ void bind_cpu(py::module_& m);
 void bind_quant(py::module_& m);
 void bind_gemm(py::module_& m);
 void bind_sparse(py::module_& m);
+void bind_pool(py::module_& m);
 
 }  // namespace edgepack_py

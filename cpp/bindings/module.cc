@@ -14,4 +14,5 @@ PYBIND11_MODULE(_core, m) {
   edgepack_py::bind_quant(m);
   edgepack_py::bind_gemm(m);
   edgepack_py::bind_sparse(m);
+  edgepack_py::bind_pool(m);
 }

@@ -144,3 +144,7 @@ def sparse_linear_u8(
     a: npt.NDArray[np.uint8], packed: PackedSparse, row_scale: npt.NDArray[np.float32],
     row_zero_point: npt.NDArray[np.int32], relu: bool
 ) -> npt.NDArray[np.float32]: ...
+def maxpool2d_nhwc_raw(
+    x_addr: int, n: int, c: int, h: int, w: int, kh: int, kw: int, sh: int, sw: int, ph: int,
+    pw: int, dh: int, dw: int, ceil_mode: bool,
+) -> npt.NDArray[np.float32]: ...

@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .nn import QuantConv2d, QuantEmbedding, QuantLinear, _backend
+from .nn import MaxPool2d, QuantConv2d, QuantEmbedding, QuantLinear, _backend
 
 MAGIC = b"EDGEPACK"
 VERSION = 2
@@ -197,6 +197,8 @@ _SIMPLE: dict[str, tuple[type[nn.Module], tuple[str, ...]]] = {
     "Dropout": (nn.Dropout, ("p",)),
     "MaxPool1d": (nn.MaxPool1d, ("kernel_size", "stride", "padding", "dilation", "ceil_mode")),
     "MaxPool2d": (nn.MaxPool2d, ("kernel_size", "stride", "padding", "dilation", "ceil_mode")),
+    "edgepack.MaxPool2d": (MaxPool2d, ("kernel_size", "stride", "padding", "dilation",
+                                       "ceil_mode")),
     "AvgPool1d": (nn.AvgPool1d, ("kernel_size", "stride", "padding", "ceil_mode",
                                  "count_include_pad")),
     "AvgPool2d": (nn.AvgPool2d, ("kernel_size", "stride", "padding", "ceil_mode",

@@ -5,5 +5,6 @@ from __future__ import annotations
 from .conv import QuantConv2d
 from .embedding import QuantEmbedding
 from .linear import QuantLinear
+from .pool import MaxPool2d
 
-__all__ = ["QuantConv2d", "QuantEmbedding", "QuantLinear"]
+__all__ = ["MaxPool2d", "QuantConv2d", "QuantEmbedding", "QuantLinear"]

@@ -112,6 +112,11 @@ class QuantConv2d(nn.Module):
         if linear.in_features != self.in_channels * self.kernel_size[0] * self.kernel_size[1]:
             raise ValueError("linear.in_features must equal in_channels * kh * kw")
         self._idx_key: tuple[int, int] | None = None
+        # the one-call hot path's constants, fixed at construction (no padding, per image)
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        self._hot: tuple[int, ...] | None = (
+            (self.in_channels, dh * (kh - 1), dw * (kw - 1), kh, kw, sh, sw, dh, dw)
+            if not any(self.pads) and act_granularity == "image" else None)
         self._idx: np.ndarray | None = None
 
     @classmethod
@@ -183,15 +188,16 @@ class QuantConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lin: QuantLinear = self._modules["linear"]  # type: ignore[assignment]  # no __getattr__
         buf = lin._native
-        if (buf is not None and type(x) is torch.Tensor and x.dtype is torch.float32 and x.is_cpu
-                and not x.requires_grad and x.dim() == 4 and not any(self.pads)
-                and lin.act_scale is None and self.act_granularity == "image"):
+        hot = self._hot
+        if (hot is not None and buf is not None and type(x) is torch.Tensor
+                and x.dtype is torch.float32 and x.is_cpu and not x.requires_grad
+                and x.dim() == 4 and lin.act_scale is None):
             # hot path (batch 1 is dominated by Python): one native call on the NCHW-shaped
             # channels_last memory (what this module returns, so conv -> pool -> conv chains
             # never permute), returning the same kind of view; the kernels of the general path
             n_, c_, h_, w_ = x.shape
-            (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
-            if c_ == self.in_channels and h_ > dh * (kh - 1) and w_ > dw * (kw - 1):
+            cin, reach_h, reach_w, kh, kw, sh, sw, dh, dw = hot
+            if c_ == cin and h_ > reach_h and w_ > reach_w:
                 if not x.is_contiguous(memory_format=torch.channels_last):
                     x = x.contiguous(memory_format=torch.channels_last)
                 return torch.from_numpy(_core.conv2d_u8_raw(

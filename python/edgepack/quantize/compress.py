@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .._copy import deepcopy_model
-from ..nn import QuantConv2d, QuantEmbedding, QuantLinear
+from ..nn import MaxPool2d, QuantConv2d, QuantEmbedding, QuantLinear
 from ..optimize import optimize_inplace, set_submodule
 from ..optimize.graph import Plan
 from .calibrate import calibrate
@@ -177,7 +177,14 @@ def compress(
             lin = q.linear if isinstance(q, QuantConv2d) else q
             if isinstance(lin, QuantLinear):
                 lin.relu = False
+    # torch's max_pool2d is slow on the channels_last maps QuantConv2d returns: pool natively
+    # (bit-identical; other inputs still go to torch)
+    pools = {n: m for n, m in work.named_modules()
+             if n and type(m) is nn.MaxPool2d and not m.return_indices}
+    for n, m in pools.items():
+        set_submodule(work, n, MaxPool2d.from_float(m))
     report["quantized"] = {n: _describe(quant[n]) for n in chosen}
+    report["native_pools"] = list(pools)
     report["relu_fused"] = fused
     report["kept_fp32"] = kept
     work.edgepack_report_ = report  # type: ignore[assignment]
