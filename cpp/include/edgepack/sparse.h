@@ -130,13 +130,22 @@ class PackedSparse {
 using SparseKernelFn = void (*)(const SparseView& v, const uint8_t* at, std::size_t ldm,
                                 std::size_t s_begin, std::size_t s_end, int32_t* acc);
 
+// Optional un-permute of a tile's raw sums, 16 output columns at a time: for c < 16 and r < mt,
+// out[r*ldo + c] = acc[lanes[c]*ldm + r] (lanes[c]: the lane-major acc row holding column c;
+// mt <= ldm). A transpose plus a gather of 16 lane rows; nullptr: the driver's scalar loop.
+using SparseUnpermuteFn = void (*)(const int32_t* acc, std::size_t ldm, const uint32_t* lanes,
+                                   std::size_t mt, int32_t* out, std::size_t ldo);
+
 struct SparseKernels {
   Isa isa;
   AFormat a_format;
   std::size_t m_granule;        // R: rows per panel; ldm for more than one row is a multiple
   std::size_t m_granule_small;  // a smaller panel height also accepted as ldm (one panel); the
                                 // driver uses it when M <= it (e.g. ymm panels of 8 on AVX-512)
+  std::size_t m_tile;  // rows per kernel call when M > m_granule_small: a multiple of R (the
+                       // last call of a GEMM may get fewer panels)
   SparseKernelFn run;
+  SparseUnpermuteFn unpermute;  // nullptr: scalar
 };
 
 // Every compiled-in table (reference first) and the dispatched one.

@@ -11,6 +11,10 @@
 // stays in L1/L2 while the slice's blocks stream past. M <= 8 uses ymm panels of 8 rows.
 #include <immintrin.h>
 
+// gcc 12's AVX-512 intrinsic headers (_mm512_undefined_* inside the unpack/insert wrappers) trip
+// -Wmaybe-uninitialized, a known false positive; silence it for this file only.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 #include <cstring>
 
 #include "kernels_internal.h"
@@ -74,12 +78,25 @@ void panel_pass_t(const SparseView& v, std::size_t s, const uint8_t* panel, int3
     for (std::size_t t = 0; t < T; ++t) {
       const int32_t* w = reinterpret_cast<const int32_t*>(v.values + (e * T + t) * 64);
       const uint8_t* pt = panel + t * 64;
-#define EP_LANE(L)                                                                        \
-  c##L = _mm512_dpbusd_epi32(                                                             \
-      c##L, _mm512_loadu_si512(pt + std::size_t{ix[L]} * (T * 64)), _mm512_set1_epi32(w[L]))
-      EP_LANE(0); EP_LANE(1); EP_LANE(2); EP_LANE(3); EP_LANE(4); EP_LANE(5); EP_LANE(6);
-      EP_LANE(7); EP_LANE(8); EP_LANE(9); EP_LANE(10); EP_LANE(11); EP_LANE(12); EP_LANE(13);
-      EP_LANE(14); EP_LANE(15);
+#define EP_LANE(L)                                                                         \
+  c##L = _mm512_dpbusd_epi32(c##L, _mm512_loadu_si512(pt + std::size_t{ix[L]} * (T * 64)), \
+                             _mm512_set1_epi32(w[L]))
+      EP_LANE(0);
+      EP_LANE(1);
+      EP_LANE(2);
+      EP_LANE(3);
+      EP_LANE(4);
+      EP_LANE(5);
+      EP_LANE(6);
+      EP_LANE(7);
+      EP_LANE(8);
+      EP_LANE(9);
+      EP_LANE(10);
+      EP_LANE(11);
+      EP_LANE(12);
+      EP_LANE(13);
+      EP_LANE(14);
+      EP_LANE(15);
 #undef EP_LANE
     }
   }
@@ -87,12 +104,59 @@ void panel_pass_t(const SparseView& v, std::size_t s, const uint8_t* panel, int3
   for (int l = 0; l < 16; ++l) _mm512_storeu_si512(out + l * ldm, c[l]);
 }
 
+// Two panels (32 tile rows) against one slice, in two passes of 8 lanes: per step, lane and
+// 4-k group, one index load and one weight broadcast feed two vpdpbusd (one per panel), so the
+// loads per vpdpbusd drop from 3 to 2 (the load ports, not vpdpbusd, bound panel_pass_t). 16
+// accumulators as before; the second pass re-reads the slice's idx/values from L1.
+template <std::size_t T>
+void panel2_pass_t(const SparseView& v, std::size_t s, const uint8_t* p0, const uint8_t* p1,
+                   int32_t* out, std::size_t ldm) {
+  for (std::size_t h = 0; h < kSparseSlice; h += 8) {
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0,
+            a7 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0, b4 = a0, b5 = a0, b6 = a0, b7 = a0;
+    for (std::size_t e = v.slice_ptr[s]; e < v.slice_ptr[s + 1]; ++e) {
+      const uint16_t* ix = v.idx + e * kSparseSlice + h;
+      if (h == 0) {
+        _mm_prefetch(reinterpret_cast<const char*>(ix + kPrefetchSteps * kSparseSlice),
+                     _MM_HINT_T0);
+        for (std::size_t t = 0; t < T; ++t)
+          _mm_prefetch(
+              reinterpret_cast<const char*>(v.values + ((e + kPrefetchSteps) * T + t) * 64),
+              _MM_HINT_T0);
+      }
+      for (std::size_t t = 0; t < T; ++t) {
+        const int32_t* w = reinterpret_cast<const int32_t*>(v.values + (e * T + t) * 64) + h;
+        const uint8_t* q0 = p0 + t * 64;
+        const uint8_t* q1 = p1 + t * 64;
+#define EP_LANE(L)                                                      \
+  {                                                                     \
+    const std::size_t off = std::size_t{ix[L]} * (T * 64);              \
+    const __m512i wb = _mm512_set1_epi32(w[L]);                         \
+    a##L = _mm512_dpbusd_epi32(a##L, _mm512_loadu_si512(q0 + off), wb); \
+    b##L = _mm512_dpbusd_epi32(b##L, _mm512_loadu_si512(q1 + off), wb); \
+  }
+        EP_LANE(0) EP_LANE(1) EP_LANE(2) EP_LANE(3) EP_LANE(4) EP_LANE(5) EP_LANE(6) EP_LANE(7)
+#undef EP_LANE
+      }
+    }
+    const __m512i a[8] = {a0, a1, a2, a3, a4, a5, a6, a7};
+    const __m512i b[8] = {b0, b1, b2, b3, b4, b5, b6, b7};
+    for (std::size_t l = 0; l < 8; ++l) {
+      _mm512_storeu_si512(out + (h + l) * ldm, a[l]);
+      _mm512_storeu_si512(out + (h + l) * ldm + 16, b[l]);
+    }
+  }
+}
+
 void panel_pass(const SparseView& v, std::size_t s, const uint8_t* panel, int32_t* out,
                 std::size_t ldm) {
   switch (v.t) {  // the block size as a constant: shifts instead of multiplies, fewer spills
-    case 1: return panel_pass_t<1>(v, s, panel, out, ldm);
-    case 2: return panel_pass_t<2>(v, s, panel, out, ldm);
-    default: return panel_pass_t<4>(v, s, panel, out, ldm);
+    case 1:
+      return panel_pass_t<1>(v, s, panel, out, ldm);
+    case 2:
+      return panel_pass_t<2>(v, s, panel, out, ldm);
+    default:
+      return panel_pass_t<4>(v, s, panel, out, ldm);
   }
 }
 
@@ -112,20 +176,32 @@ void panel8_pass_t(const SparseView& v, std::size_t s, const uint8_t* panel, int
     for (std::size_t t = 0; t < T; ++t) {
       const int32_t* w = reinterpret_cast<const int32_t*>(v.values + (e * T + t) * 64);
       const uint8_t* pt = panel + t * 32;
-#define EP_LANE(L)                                                                 \
-  c##L = _mm256_dpbusd_epi32(c##L,                                                 \
-                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>( \
-                                 pt + std::size_t{ix[L]} * (T * 32))),             \
-                             _mm256_set1_epi32(w[L]))
-      EP_LANE(0); EP_LANE(1); EP_LANE(2); EP_LANE(3); EP_LANE(4); EP_LANE(5); EP_LANE(6);
-      EP_LANE(7); EP_LANE(8); EP_LANE(9); EP_LANE(10); EP_LANE(11); EP_LANE(12); EP_LANE(13);
-      EP_LANE(14); EP_LANE(15);
+#define EP_LANE(L)                                                                              \
+  c##L = _mm256_dpbusd_epi32(                                                                   \
+      c##L,                                                                                     \
+      _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pt + std::size_t{ix[L]} * (T * 32))), \
+      _mm256_set1_epi32(w[L]))
+      EP_LANE(0);
+      EP_LANE(1);
+      EP_LANE(2);
+      EP_LANE(3);
+      EP_LANE(4);
+      EP_LANE(5);
+      EP_LANE(6);
+      EP_LANE(7);
+      EP_LANE(8);
+      EP_LANE(9);
+      EP_LANE(10);
+      EP_LANE(11);
+      EP_LANE(12);
+      EP_LANE(13);
+      EP_LANE(14);
+      EP_LANE(15);
 #undef EP_LANE
     }
   }
   const __m256i c[16] = {c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15};
-  for (int l = 0; l < 16; ++l)
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + l * ldm), c[l]);
+  for (int l = 0; l < 16; ++l) _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + l * ldm), c[l]);
 }
 
 void run(const SparseView& v, const uint8_t* at, std::size_t ldm, std::size_t s_begin,
@@ -135,24 +211,118 @@ void run(const SparseView& v, const uint8_t* at, std::size_t ldm, std::size_t s_
     for (std::size_t s = s_begin; s < s_end; ++s) {
       int32_t* o = acc + (s - s_begin) * kSparseSlice * ldm;
       switch (v.t) {
-        case 1: panel8_pass_t<1>(v, s, at, o, ldm); break;
-        case 2: panel8_pass_t<2>(v, s, at, o, ldm); break;
-        default: panel8_pass_t<4>(v, s, at, o, ldm); break;
+        case 1:
+          panel8_pass_t<1>(v, s, at, o, ldm);
+          break;
+        case 2:
+          panel8_pass_t<2>(v, s, at, o, ldm);
+          break;
+        default:
+          panel8_pass_t<4>(v, s, at, o, ldm);
+          break;
       }
     }
     return;
   }
   const std::size_t panel_bytes = std::size_t{v.kb} * v.t * 64;
-  for (std::size_t s = s_begin; s < s_end; ++s)
-    for (std::size_t p = 0; p < ldm / 16; ++p)
-      panel_pass(v, s, at + p * panel_bytes, acc + (s - s_begin) * kSparseSlice * ldm + p * 16,
-                 ldm);
+  const std::size_t np = ldm / 16;
+  for (std::size_t s = s_begin; s < s_end; ++s) {
+    int32_t* o = acc + (s - s_begin) * kSparseSlice * ldm;
+    std::size_t p = 0;
+    for (; p + 2 <= np; p += 2) {
+      const uint8_t* p0 = at + p * panel_bytes;
+      switch (v.t) {
+        case 1:
+          panel2_pass_t<1>(v, s, p0, p0 + panel_bytes, o + p * 16, ldm);
+          break;
+        case 2:
+          panel2_pass_t<2>(v, s, p0, p0 + panel_bytes, o + p * 16, ldm);
+          break;
+        default:
+          panel2_pass_t<4>(v, s, p0, p0 + panel_bytes, o + p * 16, ldm);
+          break;
+      }
+    }
+    if (p < np) panel_pass(v, s, at + p * panel_bytes, o + p * 16, ldm);
+  }
+}
+
+// In-register transpose of a 16 x 16 int32 block: r[i] element j -> r[j] element i. 32-bit and
+// 64-bit interleaves inside 128-bit blocks, then a 4 x 4 transpose of the 128-bit blocks.
+inline void transpose16x16(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  // u[4g + j], block b: elements 4b + j of rows 4g..4g+3
+  __m512i u[16];
+  for (int g = 0; g < 4; ++g) {
+    u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+    u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+    u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+    u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+  }
+  for (int j = 0; j < 4; ++j) {
+    const __m512i v0 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44);
+    const __m512i v1 = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xEE);
+    const __m512i v2 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44);
+    const __m512i v3 = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xEE);
+    r[j] = _mm512_shuffle_i32x4(v0, v2, 0x88);
+    r[4 + j] = _mm512_shuffle_i32x4(v0, v2, 0xDD);
+    r[8 + j] = _mm512_shuffle_i32x4(v1, v3, 0x88);
+    r[12 + j] = _mm512_shuffle_i32x4(v1, v3, 0xDD);
+  }
+}
+
+// The driver's un-permute (SparseUnpermuteFn): the 16 lane rows of 16 output columns are loaded
+// in column order and transposed in registers, so the window buffer gets whole 64-byte rows
+// instead of 256 scalar stores.
+void unpermute(const int32_t* acc, std::size_t ldm, const uint32_t* lanes, std::size_t mt,
+               int32_t* out, std::size_t ldo) {
+  if (ldm == 8) {
+    // 8 rows: zmm i holds lane rows i (low half) and i + 8 (high half); an 8 x 8 transpose in
+    // each half leaves row r's columns 0..7 low and 8..15 high.
+    __m512i z[8], t[8], u[8];
+    for (int i = 0; i < 8; ++i)
+      z[i] = _mm512_inserti64x4(
+          _mm512_castsi256_si512(
+              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + lanes[i] * ldm))),
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + lanes[i + 8] * ldm)), 1);
+    for (int i = 0; i < 8; i += 2) {
+      t[i] = _mm512_unpacklo_epi32(z[i], z[i + 1]);
+      t[i + 1] = _mm512_unpackhi_epi32(z[i], z[i + 1]);
+    }
+    for (int g = 0; g < 2; ++g) {
+      u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+      u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+      u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+      u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+    }
+    // u[4g + j], 128-bit block b: row 4(b & 1) + j of lanes 4g..4g+3 (+8 for b >= 2)
+    const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+    const __m512i hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+    for (int j = 0; j < 4; ++j) {
+      if (static_cast<std::size_t>(j) < mt)
+        _mm512_storeu_si512(out + j * ldo, _mm512_permutex2var_epi64(u[j], lo, u[4 + j]));
+      if (static_cast<std::size_t>(j + 4) < mt)
+        _mm512_storeu_si512(out + (j + 4) * ldo, _mm512_permutex2var_epi64(u[j], hi, u[4 + j]));
+    }
+    return;
+  }
+  for (std::size_t r0 = 0; r0 < mt; r0 += 16) {
+    __m512i r[16];
+    for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(acc + lanes[i] * ldm + r0);
+    transpose16x16(r);
+    const std::size_t rows = mt - r0 < 16 ? mt - r0 : 16;
+    for (std::size_t i = 0; i < rows; ++i) _mm512_storeu_si512(out + (r0 + i) * ldo, r[i]);
+  }
 }
 
 }  // namespace
 
 SparseKernels sparse_kernels_avx512vnni() {
-  return SparseKernels{Isa::kAvx512Vnni, AFormat::kU8, 16, 8, run};
+  return SparseKernels{Isa::kAvx512Vnni, AFormat::kU8, 16, 8, 32, run, unpermute};
 }
 
 }  // namespace edgepack
