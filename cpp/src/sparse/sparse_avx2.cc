@@ -122,7 +122,7 @@ void run(const SparseView& v, const uint8_t* at, std::size_t ldm, std::size_t s_
 }  // namespace
 
 SparseKernels sparse_kernels_avx2() {
-  return SparseKernels{Isa::kAvx2, AFormat::kU8, 8, 8, 8, run, nullptr};
+  return SparseKernels{Isa::kAvx2, AFormat::kU8, 8, 8, 8, run, nullptr, nullptr};
 }
 
 }  // namespace edgepack

@@ -275,54 +275,103 @@ inline void transpose16x16(__m512i r[16]) {
   }
 }
 
-// The driver's un-permute (SparseUnpermuteFn): the 16 lane rows of 16 output columns are loaded
-// in column order and transposed in registers, so the window buffer gets whole 64-byte rows
-// instead of 256 scalar stores.
-void unpermute(const int32_t* acc, std::size_t ldm, const uint32_t* lanes, std::size_t mt,
-               int32_t* out, std::size_t ldo) {
+// Rows r0..r0+15 of the 16 lane rows lanes[0..15] (stride ldm >= 16), transposed: r[i] holds
+// row r0 + i of the 16 columns.
+inline void gather_rows16(const int32_t* acc, std::size_t ldm, const uint32_t* lanes,
+                          std::size_t r0, __m512i r[16]) {
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(acc + lanes[i] * ldm + r0);
+  transpose16x16(r);
+}
+
+// The same for ldm == 8 (8 rows): zmm i holds lane rows i (low half) and i + 8 (high half); an
+// 8 x 8 transpose in each half leaves row r's columns 0..7 low and 8..15 high.
+inline void gather_rows8(const int32_t* acc, const uint32_t* lanes, __m512i r[8]) {
+  __m512i z[8], t[8], u[8];
+  for (int i = 0; i < 8; ++i)
+    z[i] = _mm512_inserti64x4(
+        _mm512_castsi256_si512(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + lanes[i] * 8))),
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + lanes[i + 8] * 8)), 1);
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(z[i], z[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(z[i], z[i + 1]);
+  }
+  for (int g = 0; g < 2; ++g) {
+    u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+    u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+    u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+    u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+  }
+  // u[4g + j], 128-bit block b: row 4(b & 1) + j of lanes 4g..4g+3 (+8 for b >= 2)
+  const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+  const __m512i hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+  for (int j = 0; j < 4; ++j) {
+    r[j] = _mm512_permutex2var_epi64(u[j], lo, u[4 + j]);
+    r[j + 4] = _mm512_permutex2var_epi64(u[j], hi, u[4 + j]);
+  }
+}
+
+// SparseOutF32Fn: un-permute 16 columns in registers and apply the f32 epilogue there (the same
+// operations, in the same order, as the dense AVX-512 tile epilogue and dequant_epilogue: int32
+// wrap-around zero-point correction, float(acc) * (row_scale * w_scale) with two roundings and no
+// FMA, + bias, a ReLU that keeps NaN), so the raw sums never go through memory row-major.
+void out_f32(const int32_t* acc, std::size_t ldm, const uint32_t* lanes, std::size_t mt,
+             std::size_t nc, const SparseOutArgs& e, float* y, std::size_t ldy) {
+  const __mmask16 cm = static_cast<__mmask16>(nc >= 16 ? 0xFFFFu : ((1u << nc) - 1u));
+  const __m512i cs = _mm512_maskz_loadu_epi32(cm, e.colsum);
+  const __m512 ws = _mm512_maskz_loadu_ps(cm, e.w_scale);
+  const __m512 bias = e.bias ? _mm512_maskz_loadu_ps(cm, e.bias) : _mm512_setzero_ps();
+  auto row = [&](__m512i raw, std::size_t r) {
+    const __m512i a =
+        _mm512_sub_epi32(raw, _mm512_mullo_epi32(_mm512_set1_epi32(e.row_zpoff[r]), cs));
+    const __m512 mult = _mm512_mul_ps(_mm512_set1_ps(e.row_scale[r]), ws);
+    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(a), mult);
+    if (e.bias) v = _mm512_add_ps(v, bias);
+    if (e.relu) {  // v <= 0 (ordered: false for NaN) -> +0.0, as np.maximum(v, 0)
+      const __mmask16 le = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LE_OQ);
+      v = _mm512_mask_mov_ps(v, le, _mm512_setzero_ps());
+    }
+    _mm512_mask_storeu_ps(y + r * ldy, cm, v);
+  };
   if (ldm == 8) {
-    // 8 rows: zmm i holds lane rows i (low half) and i + 8 (high half); an 8 x 8 transpose in
-    // each half leaves row r's columns 0..7 low and 8..15 high.
-    __m512i z[8], t[8], u[8];
-    for (int i = 0; i < 8; ++i)
-      z[i] = _mm512_inserti64x4(
-          _mm512_castsi256_si512(
-              _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + lanes[i] * ldm))),
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(acc + lanes[i + 8] * ldm)), 1);
-    for (int i = 0; i < 8; i += 2) {
-      t[i] = _mm512_unpacklo_epi32(z[i], z[i + 1]);
-      t[i + 1] = _mm512_unpackhi_epi32(z[i], z[i + 1]);
-    }
-    for (int g = 0; g < 2; ++g) {
-      u[4 * g + 0] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
-      u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
-      u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
-      u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
-    }
-    // u[4g + j], 128-bit block b: row 4(b & 1) + j of lanes 4g..4g+3 (+8 for b >= 2)
-    const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
-    const __m512i hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
-    for (int j = 0; j < 4; ++j) {
-      if (static_cast<std::size_t>(j) < mt)
-        _mm512_storeu_si512(out + j * ldo, _mm512_permutex2var_epi64(u[j], lo, u[4 + j]));
-      if (static_cast<std::size_t>(j + 4) < mt)
-        _mm512_storeu_si512(out + (j + 4) * ldo, _mm512_permutex2var_epi64(u[j], hi, u[4 + j]));
-    }
+    __m512i r[8];
+    gather_rows8(acc, lanes, r);
+    for (std::size_t i = 0; i < mt; ++i) row(r[i], i);
     return;
   }
   for (std::size_t r0 = 0; r0 < mt; r0 += 16) {
     __m512i r[16];
-    for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_si512(acc + lanes[i] * ldm + r0);
-    transpose16x16(r);
+    gather_rows16(acc, ldm, lanes, r0, r);
     const std::size_t rows = mt - r0 < 16 ? mt - r0 : 16;
-    for (std::size_t i = 0; i < rows; ++i) _mm512_storeu_si512(out + (r0 + i) * ldo, r[i]);
+    for (std::size_t i = 0; i < rows; ++i) row(r[i], r0 + i);
+  }
+}
+
+// SparsePackPanelFn for R = 16: 16 rows x 64 bytes (16 groups of 4 k) per step, loaded with a
+// byte mask past k, transposed as a 16 x 16 dword block: each result register is one group's
+// 64-byte run of the panel. Other panel heights take the portable loop.
+void pack_panel(const uint8_t* a, std::size_t lda, std::size_t k, std::size_t rows, std::size_t R,
+                std::size_t q4, uint32_t flip, uint8_t* dst) {
+  if (R != 16) return sparse_pack_panel_scalar(a, lda, k, rows, R, q4, flip, dst);
+  const __m512i fl = _mm512_set1_epi32(static_cast<int>(flip));
+  for (std::size_t q0 = 0; q0 < q4; q0 += 16) {
+    const std::size_t byte0 = q0 * 4;
+    const std::size_t avail = k > byte0 ? k - byte0 : 0;
+    const __mmask64 km = avail >= 64 ? ~__mmask64{0} : ((__mmask64{1} << avail) - 1);
+    __m512i r[16];
+    for (std::size_t i = 0; i < 16; ++i)
+      r[i] = i < rows ? _mm512_xor_si512(_mm512_maskz_loadu_epi8(km, a + i * lda + byte0), fl)
+                      : _mm512_setzero_si512();
+    transpose16x16(r);
+    const std::size_t nq = q4 - q0 < 16 ? q4 - q0 : 16;
+    for (std::size_t j = 0; j < nq; ++j) _mm512_storeu_si512(dst + (q0 + j) * 64, r[j]);
   }
 }
 
 }  // namespace
 
 SparseKernels sparse_kernels_avx512vnni() {
-  return SparseKernels{Isa::kAvx512Vnni, AFormat::kU8, 16, 8, 32, run, unpermute};
+  return SparseKernels{Isa::kAvx512Vnni, AFormat::kU8, 16, 8, 32, run, pack_panel, out_f32};
 }
 
 }  // namespace edgepack

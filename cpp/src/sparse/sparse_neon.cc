@@ -79,7 +79,7 @@ void run(const SparseView& v, const uint8_t* at, std::size_t ldm, std::size_t s_
 }  // namespace
 
 SparseKernels sparse_kernels_neon() {
-  return SparseKernels{Isa::kNeon, AFormat::kS8, 4, 4, 4, run, nullptr};
+  return SparseKernels{Isa::kNeon, AFormat::kS8, 4, 4, 4, run, nullptr, nullptr};
 }
 
 }  // namespace edgepack

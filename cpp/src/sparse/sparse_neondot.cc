@@ -73,7 +73,7 @@ void run(const SparseView& v, const uint8_t* at, std::size_t ldm, std::size_t s_
 }  // namespace
 
 SparseKernels sparse_kernels_neondot() {
-  return SparseKernels{Isa::kNeonDot, AFormat::kS8, 4, 4, 4, run, nullptr};
+  return SparseKernels{Isa::kNeonDot, AFormat::kS8, 4, 4, 4, run, nullptr, nullptr};
 }
 
 }  // namespace edgepack

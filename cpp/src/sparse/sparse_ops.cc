@@ -18,6 +18,7 @@
 #include "edgepack/quant.h"
 #include "edgepack/sparse.h"
 #include "gemm/gemm_epilogue.h"
+#include "kernels_internal.h"
 
 namespace edgepack {
 namespace {
@@ -51,18 +52,17 @@ struct Aligned {
   T* p;
 };
 
-// Tile `tile` of R rows of a (row stride lda, k valid bytes per row) transposed in groups of 4 k:
-// dst[(q*R + r)*4 + j] = a[tile*R + r][4q + j], zero past k and for rows past m. flip = 0x80 in
-// every byte turns uint8 into the int8 encoding (a - 128).
-void transpose_tile(const uint8_t* a, std::size_t lda, std::size_t k, std::size_t m, std::size_t R,
-                    std::size_t q4, std::size_t tile, uint32_t flip, uint8_t* dst) {
-  const std::size_t mt = std::min(R, m - tile * R);
+}  // namespace
+
+// The portable SparsePackPanelFn (sparse.h): 4 bytes at a time.
+void sparse_pack_panel_scalar(const uint8_t* a, std::size_t lda, std::size_t k, std::size_t rows,
+                              std::size_t R, std::size_t q4, uint32_t flip, uint8_t* dst) {
   const std::size_t qfull = k / 4, ktail = k % 4;
-  if (mt < R || qfull < q4) std::memset(dst, 0, q4 * R * 4);
-  for (std::size_t r = 0; r < mt; ++r) {
-    const uint8_t* src = a + (tile * R + r) * lda;
+  if (rows < R || qfull < q4) std::memset(dst, 0, q4 * R * 4);
+  for (std::size_t r = 0; r < rows; ++r) {
+    const uint8_t* src = a + r * lda;
     uint8_t* d = dst + r * 4;
-    for (std::size_t q = 0; q < qfull; ++q) {  // 4 bytes at a time
+    for (std::size_t q = 0; q < qfull; ++q) {
       uint32_t g;
       std::memcpy(&g, src + 4 * q, 4);
       g ^= flip;
@@ -77,7 +77,10 @@ void transpose_tile(const uint8_t* a, std::size_t lda, std::size_t k, std::size_
   }
 }
 
-// out[r*ldo + c] = acc[lanes[c]*ldm + r] for c < 16, r < mt (SparseUnpermuteFn's contract).
+namespace {
+
+// out[r*ldo + c] = acc[lanes[c]*ldm + r] for c < 16, r < mt: the un-permute of SparseOutF32Fn
+// without its epilogue.
 void unpermute_scalar(const int32_t* acc, std::size_t ldm, const uint32_t* lanes, std::size_t mt,
                       int32_t* out, std::size_t ldo) {
   for (std::size_t c = 0; c < 16; ++c) {
@@ -147,7 +150,7 @@ void sparse_rows_u8(const SparseKernels& kern, const PackedSparse& w, const uint
     // 2a. GEMV: the zero-padded row is the transposed tile of one row. Tasks are whole windows,
     //     so a window's outputs can be un-permuted into one row buffer.
     Aligned<uint8_t> row(kp);
-    transpose_tile(a, lda, k, 1, 1, q4, 0, s8 ? 0x80808080u : 0u, row.p);
+    sparse_pack_panel_scalar(a, lda, k, 1, 1, q4, s8 ? 0x80808080u : 0u, row.p);
     const std::size_t grain = std::max<std::size_t>(1, kGrainMacs / (slice_macs * kWinSlices));
     parallel_for(nwin, grain, [&](std::size_t b, std::size_t e) {
       int32_t acc[kSparseSortWindow], out[kSparseSortWindow];
@@ -177,11 +180,12 @@ void sparse_rows_u8(const SparseKernels& kern, const PackedSparse& w, const uint
   const std::size_t panel = q4 * R * 4;  // a multiple of 64 bytes when R >= 4
   Aligned<uint8_t> at(npanels * panel);
   const uint32_t flip32 = s8 ? 0x80808080u : 0u;
-  parallel_for(npanels, std::max<std::size_t>(1, (1 << 16) / panel),
-               [&](std::size_t b, std::size_t e) {
-                 for (std::size_t p = b; p < e; ++p)
-                   transpose_tile(a, lda, k, m, R, q4, p, flip32, at.p + p * panel);
-               });
+  const SparsePackPanelFn pack = kern.pack_panel ? kern.pack_panel : sparse_pack_panel_scalar;
+  parallel_for(
+      npanels, std::max<std::size_t>(1, (1 << 16) / panel), [&](std::size_t b, std::size_t e) {
+        for (std::size_t p = b; p < e; ++p)
+          pack(a + p * R * lda, lda, k, std::min(R, m - p * R), R, q4, flip32, at.p + p * panel);
+      });
 
   // 3. Cache blocking: a group of whole sort windows (8 slices = 128 output columns; ~128 KiB
   //    of blocks) stays in L2 while every tile passes over it; the tile's panel (Kp*R bytes)
@@ -197,7 +201,6 @@ void sparse_rows_u8(const SparseKernels& kern, const PackedSparse& w, const uint
   gwin = std::min(gwin, std::max<std::size_t>(1, (nwin + want_tasks - 1) / want_tasks));
   const std::size_t ngroups = (nwin + gwin - 1) / gwin;
   const std::size_t group = gwin * kWinSlices;
-  const SparseUnpermuteFn unperm = kern.unpermute ? kern.unpermute : unpermute_scalar;
   parallel_for(ngroups, 1, [&](std::size_t b, std::size_t e) {
     Aligned<int32_t> acc(group * kSparseSlice * TR);
     Aligned<int32_t> tbuf(TR * kSparseSortWindow);
@@ -219,9 +222,21 @@ void sparse_rows_u8(const SparseKernels& kern, const PackedSparse& w, const uint
         for (std::size_t s = s0; s < s1; s += kWinSlices) {
           const std::size_t wbase = s * kSparseSlice;
           const std::size_t wlen = std::min<std::size_t>(kSparseSortWindow, n - wbase);
+          const uint32_t* lanes = lane_of.data() + (wbase - gbase);
+          if (kern.out_f32) {
+            SparseOutArgs oa{nullptr, nullptr, nullptr, zpoff.data() + m0, a_scale + m0, relu};
+            for (std::size_t c0 = 0; c0 < wlen; c0 += 16) {
+              const std::size_t col = wbase + c0;
+              oa.colsum = v.colsum + col;
+              oa.w_scale = v.scale + col;
+              oa.bias = v.bias ? v.bias + col : nullptr;
+              kern.out_f32(acc.p, ldm, lanes + c0, mt, std::min<std::size_t>(16, wlen - c0), oa,
+                           y + m0 * n + col, n);
+            }
+            continue;
+          }
           for (std::size_t c0 = 0; c0 < wlen; c0 += 16)
-            unperm(acc.p, ldm, lane_of.data() + (wbase - gbase) + c0, mt, tbuf.p + c0,
-                   kSparseSortWindow);
+            unpermute_scalar(acc.p, ldm, lanes + c0, mt, tbuf.p + c0, kSparseSortWindow);
           window_epilogue(tbuf.p, m0, mt, wbase);
         }
       }
