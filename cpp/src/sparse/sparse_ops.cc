@@ -210,11 +210,12 @@ void sparse_rows_u8(const SparseKernels& kern, const PackedSparse& w, const uint
 
   // 3. Cache blocking: a group of whole sort windows (8 slices = 128 output columns; ~128 KiB
   //    of blocks) stays in L2 while every tile passes over it; the tile's panel (Kp*R bytes)
-  //    stays in L1/L2. The raw sums of a window are un-permuted (kern.unpermute: 16 columns at
-  //    a time, lane rows transposed into row-major column order) into a small int32 tile, and
-  //    the dense GEMM's dispatched tile epilogue (vector width of the machine, bit-identical to
-  //    the reference) writes y from it in 16-column pieces with contiguous stores. Tasks are
-  //    groups.
+  //    stays in L1/L2. A tile is up to m_tile rows (several panels: kernels that share index
+  //    and weight loads across panels, see the AVX-512 kernel). The raw sums of a window are
+  //    un-permuted 16 columns at a time: kern.out_f32 transposes the lane rows in registers and
+  //    applies the epilogue there; otherwise they are copied into a small row-major int32 tile
+  //    in column order and the dense GEMM's dispatched tile epilogue (vector width of the
+  //    machine, bit-identical to the reference) writes y from it. Tasks are groups.
   const std::size_t win_bytes = std::max<std::size_t>(
       1, std::size_t{w.header().steps} * kSparseSlice * (v.block_k + 2) / nwin);
   std::size_t gwin = std::max<std::size_t>(1, (std::size_t{128} << 10) / win_bytes);
