@@ -9,6 +9,15 @@
 // Tiles (panels of 16 rows, transposed in groups of 4 k): see panel_pass. 64 MACs per block
 // for one 64-byte load, one broadcast and one vpdpbusd; a panel of K = 4096 is 64 KiB, so it
 // stays in L1/L2 while the slice's blocks stream past. M <= 8 uses ymm panels of 8 rows.
+// Calls of two panels (m_tile = 32 rows) use panel2_pass: one index load and one broadcast
+// feed two vpdpbusd. Measured here (micro-benchmarks): vpdpbusd zmm alone runs ~3.9/ns, with
+// the 2 loads per vpdpbusd of panel2_pass ~2.5/ns, with panel_pass's 3 ~2.0/ns: loads, not
+// vpdpbusd, bound these kernels. Four panels per pass (1.5 loads) measured no faster in the
+// micro-benchmark and slower in the kernel (64 KiB of panels at K = 1024 leave L1).
+//
+// Around the kernel (SparseKernels::pack_panel / out_f32): the tile's panels are packed with
+// 16 x 16 dword transposes, and the lane-major sums are un-permuted with the same transpose
+// and go through the f32 epilogue in registers, 16 output columns at a time.
 #include <immintrin.h>
 
 // gcc 12's AVX-512 intrinsic headers (_mm512_undefined_* inside the unpack/insert wrappers) trip
