@@ -14,6 +14,7 @@ and, per (K, M), the crossover sparsity from which sparse beats each dense peer.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import warnings
@@ -228,9 +229,11 @@ def crossover(res: dict[tuple[str, int, int, float], float], peer: str, k: int, 
 
 def report(res: dict[tuple[str, int, int, float], float]) -> str:
     isa = edgepack.cpu_info()["kernels"].get("sparse")
+    amx = "off (EDGEPACK_AMX=0)" if os.environ.get("EDGEPACK_AMX") == "0" else "where usable"
     lines = [
         f"sparse int8 linear, 1 thread, ISA {isa}, 1x4 blocks, K = N; times in us; "
-        "ratio = peer time / sparse time (> 1: sparse faster)"
+        "ratio = peer time / sparse time (> 1: sparse faster)",
+        f"edgepack_dense: linear_int8, AMX {amx}",
     ]
     head = f"{'K':>5} {'M':>4} {'sparsity':>8} {'sparse':>9} {'GOP/s*':>7}"
     peers = [

@@ -16,7 +16,7 @@ import pytest
 
 import edgepack
 from edgepack import _core
-from edgepack.reference import linear_int8_ref
+from edgepack.reference import epilogue_ref, linear_int8_ref
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,6 +74,42 @@ def test_no_bias_large_shape(threads):
     p = edgepack.pack_sparse(w, scale)
     x = xs(70, 1024)
     np.testing.assert_array_equal(edgepack.sparse_linear_int8(x, p), linear_int8_ref(x, w, scale))
+
+
+@pytest.mark.parametrize("blk", [4, 8, 16])
+def test_multi_panel_tiles_and_long_k(blk, threads):
+    # Row tiles of two 16-row panels plus a remainder (M = 33, 48, 100), the 8-row panel, K long
+    # enough that the AVX-512 kernel cuts its passes into K chunks (K = 1100, padded for block
+    # 8/16), N = 300: padding lanes and a partial last 128-row window.
+    n, k = 300, 1100
+    w, scale, bias = layer(n, k, 0.85, structure="block", block=blk, seed=blk)
+    p = edgepack.pack_sparse(w, scale, bias=bias, block=(1, blk))
+    for m in (2, 8, 33, 48, 100):
+        x = xs(m, k, seed=m)
+        np.testing.assert_array_equal(
+            edgepack.sparse_linear_int8(x, p, relu=m % 2 == 1),
+            linear_int8_ref(x, w, scale, bias, m % 2 == 1),
+            err_msg=f"M={m}",
+        )
+
+
+@pytest.mark.parametrize("blk", [4, 16])
+def test_sparse_linear_u8_matches_spec(blk, threads):
+    # The uint8-activation entry point (QuantConv2d's sparse path): y = epilogue(sum (a - zp) w).
+    n, k = 150, 600
+    w, scale, bias = layer(n, k, 0.8, structure="block", block=blk, seed=3)
+    p = edgepack.pack_sparse(w, scale, bias=bias, block=(1, blk))
+    rng = np.random.default_rng(blk)
+    for m in (1, 7, 40):
+        a = rng.integers(0, 256, size=(m, k), dtype=np.uint8)
+        rs = rng.uniform(1e-3, 1e-1, m).astype(np.float32)
+        zp = rng.integers(0, 256, m).astype(np.int32)
+        zp[0] = 0
+        acc = (a.astype(np.int64) - zp[:, None].astype(np.int64)) @ w.astype(np.int64).T
+        for relu in (False, True):
+            want = epilogue_ref(acc.astype(np.int32), rs, scale, bias, relu)
+            got = _core.sparse_linear_u8(a, p._p, rs, zp, relu)
+            np.testing.assert_array_equal(got, want, err_msg=f"M={m} relu={relu}")
 
 
 def test_extreme_values():
@@ -256,7 +292,7 @@ _ISA_SCRIPT = textwrap.dedent(
     """
     import numpy as np, edgepack
     from edgepack import _core
-    from edgepack.reference import linear_int8_ref
+    from edgepack.reference import epilogue_ref, linear_int8_ref
     import test_sparse as t
     assert edgepack.cpu_info()["kernels"]["sparse"] == "{isa}", edgepack.cpu_info()["kernels"]
     for threads in (1, 2):

@@ -3,8 +3,8 @@
 
 #include "edgepack/gemm.h"
 #include "edgepack/quant.h"
-#include "gemm/gemm_epilogue.h"
 #include "edgepack/sparse.h"
+#include "gemm/gemm_epilogue.h"
 #include "gemm/gemm_wide.h"
 
 namespace edgepack {
@@ -37,6 +37,9 @@ GemmKernels gemm_kernels_i8mm();
 #endif
 
 SparseKernels sparse_kernels_ref();
+// The portable SparsePackPanelFn (sparse_ops.cc), which ISA versions fall back on.
+void sparse_pack_panel_scalar(const uint8_t* a, std::size_t lda, std::size_t k, std::size_t rows,
+                              std::size_t R, std::size_t q4, uint32_t flip, uint8_t* dst);
 #if defined(EDGEPACK_ARCH_X86)
 SparseKernels sparse_kernels_avx2();
 SparseKernels sparse_kernels_avx512vnni();

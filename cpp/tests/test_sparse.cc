@@ -36,7 +36,9 @@ Layer make_layer(std::size_t n, std::size_t k, Pattern pat, double sparsity, std
     for (std::size_t c = 0; c < k; ++c) {
       int8_t& x = l.w[r * k + c];
       switch (pat) {
-        case Pattern::kRandom: x = u(g) < sparsity ? 0 : static_cast<int8_t>(val(g)); break;
+        case Pattern::kRandom:
+          x = u(g) < sparsity ? 0 : static_cast<int8_t>(val(g));
+          break;
         case Pattern::kBlocks: {
           // keep whole 1 x blk blocks, decided once per block
           std::mt19937 bg(static_cast<unsigned>(r * 7919 + c / blk + 17));
@@ -45,10 +47,18 @@ Layer make_layer(std::size_t n, std::size_t k, Pattern pat, double sparsity, std
                   : static_cast<int8_t>(val(g));
           break;
         }
-        case Pattern::kDense: x = static_cast<int8_t>(val(g)); break;
-        case Pattern::kZero: x = 0; break;
-        case Pattern::kOne: x = 0; break;
-        case Pattern::kExtreme: x = u(g) < 0.5 ? 0 : (u(g) < 0.5 ? -128 : 127); break;
+        case Pattern::kDense:
+          x = static_cast<int8_t>(val(g));
+          break;
+        case Pattern::kZero:
+          x = 0;
+          break;
+        case Pattern::kOne:
+          x = 0;
+          break;
+        case Pattern::kExtreme:
+          x = u(g) < 0.5 ? 0 : (u(g) < 0.5 ? -128 : 127);
+          break;
       }
     }
   }
@@ -80,8 +90,8 @@ std::vector<float> make_x(std::size_t m, std::size_t k, bool extreme) {
 }
 
 // The spec: dense scalar loop over the unpacked weights (reference.py's linear_int8_ref).
-std::vector<float> dense_ref(const Layer& l, const std::vector<float>& x, std::size_t m,
-                             bool relu, bool use_bias) {
+std::vector<float> dense_ref(const Layer& l, const std::vector<float>& x, std::size_t m, bool relu,
+                             bool use_bias) {
   std::vector<float> y(m * l.n);
   std::vector<uint8_t> a(l.k);
   for (std::size_t r = 0; r < m; ++r) {
@@ -127,8 +137,8 @@ void check_all_kernels(const Layer& l, std::size_t blk, const std::vector<std::s
           sparse_linear_int8_op(kern, p, x.data(), m, got.data(), relu);
           const std::size_t d = first_diff(got, want);
           EXPECT(same_bits(got, want))
-              << what << " isa=" << isa_name(kern.isa) << " N=" << l.n << " K=" << l.k
-              << " M=" << m << " block=" << blk << " bias=" << use_bias << " threads=" << threads
+              << what << " isa=" << isa_name(kern.isa) << " N=" << l.n << " K=" << l.k << " M=" << m
+              << " block=" << blk << " bias=" << use_bias << " threads=" << threads
               << " first diff at " << d << ": " << (d < got.size() ? got[d] : 0.0f) << " vs "
               << (d < want.size() ? want[d] : 0.0f);
         }
@@ -153,8 +163,7 @@ TEST(sparse_kernels_match_dense_spec_tiles) {
   // M across the tile sizes (granules 1/4/8/16, tiles of 64 rows) and multi-slice N.
   for (std::size_t blk : {4, 16}) {
     const Layer l = make_layer(37, 75, Pattern::kBlocks, 0.8, blk);
-    check_all_kernels(l, blk, {1, 3, 4, 7, 8, 9, 16, 17, 31, 33, 63, 64, 65, 130}, false,
-                      "tiles");
+    check_all_kernels(l, blk, {1, 3, 4, 7, 8, 9, 16, 17, 31, 33, 63, 64, 65, 130}, false, "tiles");
   }
 }
 
@@ -191,8 +200,8 @@ TEST(sparse_kernels_max_k_exact) {
 TEST(sparse_pack_roundtrip_and_counts) {
   for (std::size_t blk : {4, 8, 16}) {
     const Layer l = make_layer(29, 53, Pattern::kRandom, 0.85, blk);
-    const PackedSparse p = PackedSparse::pack(l.w.data(), l.n, l.k, l.scale.data(),
-                                              l.bias.data(), blk);
+    const PackedSparse p =
+        PackedSparse::pack(l.w.data(), l.n, l.k, l.scale.data(), l.bias.data(), blk);
     std::vector<int8_t> w(l.n * l.k, 1);
     p.unpack(w.data());
     EXPECT(w == l.w) << "unpack differs, block " << blk;
@@ -289,4 +298,62 @@ TEST(sparse_packed_size_at_90_percent) {
   const PackedSparse p = PackedSparse::pack(l.w.data(), n, k, l.scale.data(), l.bias.data(), 4);
   const double ratio = static_cast<double>(p.bytes().size()) / static_cast<double>(n * k);
   EXPECT(ratio <= 0.2) << "packed/dense = " << ratio;
+}
+
+TEST(sparse_kernels_multi_panel_tiles_and_k_chunks) {
+  // Row tiles of two panels (32 rows) with a one-panel or partial remainder (M = 33, 48, 50,
+  // 64, 100), the small 8-row panel (M <= 8), and K large enough that two AVX-512 panels exceed
+  // 32 KiB (K-chunked passes), with padded K, padding lanes and a partial last window (N = 300).
+  for (std::size_t blk : {4, 8, 16}) {
+    const Layer l = make_layer(300, 1100, Pattern::kBlocks, 0.85, blk);
+    check_all_kernels(l, blk, {2, 8, 33, 48, 100}, false, "panels");
+  }
+  const Layer l = make_layer(130, 70, Pattern::kRandom, 0.6, 4);  // K < one 64-byte pack step
+  check_all_kernels(l, 4, {16, 31, 32, 50, 64}, true, "short-k");
+}
+
+TEST(sparse_u8_op_matches_spec_with_row_stride) {
+  // sparse_linear_u8_op on pre-quantized rows with a row stride past K (the bytes in between
+  // must not matter), per-row zero points across [0, 255], every kernel, 1 and 2 threads.
+  auto& g = eptest::rng();
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (std::size_t blk : {4, 16})
+    for (std::size_t k : {37, 600}) {
+      const Layer l = make_layer(150, k, Pattern::kBlocks, 0.8, blk);
+      const PackedSparse p =
+          PackedSparse::pack(l.w.data(), l.n, l.k, l.scale.data(), l.bias.data(), blk);
+      for (std::size_t m : {1, 7, 40}) {
+        const std::size_t lda = k + 13;
+        std::vector<uint8_t> a(m * lda);
+        for (auto& b : a) b = static_cast<uint8_t>(byte(g));
+        std::vector<float> rs(m);
+        std::vector<int32_t> zp(m);
+        for (std::size_t r = 0; r < m; ++r) {
+          rs[r] = 0.01f + 0.001f * static_cast<float>(r);
+          zp[r] = r == 0 ? 0 : (r == 1 ? 255 : byte(g));
+        }
+        const bool relu = (m % 2) == 1;
+        std::vector<float> want(m * l.n);
+        for (std::size_t r = 0; r < m; ++r)
+          for (std::size_t n = 0; n < l.n; ++n) {
+            int64_t acc = 0;
+            for (std::size_t c = 0; c < k; ++c)
+              acc += (int64_t{a[r * lda + c]} - zp[r]) * int64_t{l.w[n * k + c]};
+            want[r * l.n + n] = dequant_epilogue(static_cast<int32_t>(acc), rs[r], l.scale[n],
+                                                 l.bias.data(), n, relu);
+          }
+        for (const SparseKernels& kern : sparse_kernel_list()) {
+          if (!isa_enabled(kern.isa)) continue;
+          for (int threads : {1, 2}) {
+            set_num_threads(threads);
+            std::vector<float> got(m * l.n, -7.0f);
+            sparse_linear_u8_op(kern, p, a.data(), lda, m, rs.data(), zp.data(), got.data(), relu);
+            EXPECT(same_bits(got, want))
+                << "u8 isa=" << isa_name(kern.isa) << " K=" << k << " M=" << m << " block=" << blk
+                << " threads=" << threads << " first diff at " << first_diff(got, want);
+          }
+        }
+      }
+    }
+  set_num_threads(2);
 }

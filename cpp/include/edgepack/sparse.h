@@ -130,13 +130,44 @@ class PackedSparse {
 using SparseKernelFn = void (*)(const SparseView& v, const uint8_t* at, std::size_t ldm,
                                 std::size_t s_begin, std::size_t s_end, int32_t* acc);
 
+// Optional fast paths around the kernel (nullptr: the driver's portable loops do the same).
+//
+// Panel packing (SparsePackPanelFn), for the tile layout above: dst (a panel of R rows) gets
+// dst[(q*R + r)*4 + i] = a[r*lda + 4q + i] ^ flip_byte for r < rows and 4q + i < k; bytes at
+// k <= 4q + i < 4*q4 meet zero weights (any value), rows >= rows are zero. flip is 0 or
+// 0x80808080 (uint8 -> the int8 encoding of kS8 kernels).
+using SparsePackPanelFn = void (*)(const uint8_t* a, std::size_t lda, std::size_t k,
+                                   std::size_t rows, std::size_t R, std::size_t q4, uint32_t flip,
+                                   uint8_t* dst);
+
+// Output of 16 columns (SparseOutF32Fn): for r < mt and c < nc,
+// y[r*ldy + c] = dequant_epilogue(acc[lanes[c]*ldm + r] - row_zpoff[r]*colsum[c] (int32,
+// wrapping), row_scale[r], w_scale[c], bias, c, relu) (edgepack/epilogue.h). lanes[c] is the
+// lane-major acc row of column c (a transpose plus a gather of lane rows, the un-permute);
+// the per-column arrays are read for c < nc only; mt <= ldm.
+struct SparseOutArgs {
+  const int32_t* colsum;
+  const float* w_scale;
+  const float* bias;  // nullptr: none
+  const int32_t* row_zpoff;
+  const float* row_scale;
+  bool relu;
+};
+using SparseOutF32Fn = void (*)(const int32_t* acc, std::size_t ldm, const uint32_t* lanes,
+                                std::size_t mt, std::size_t nc, const SparseOutArgs& e, float* y,
+                                std::size_t ldy);
+
 struct SparseKernels {
   Isa isa;
   AFormat a_format;
   std::size_t m_granule;        // R: rows per panel; ldm for more than one row is a multiple
   std::size_t m_granule_small;  // a smaller panel height also accepted as ldm (one panel); the
                                 // driver uses it when M <= it (e.g. ymm panels of 8 on AVX-512)
+  std::size_t m_tile;  // rows per kernel call when M > m_granule_small: a multiple of R (the
+                       // last call of a GEMM may get fewer panels)
   SparseKernelFn run;
+  SparsePackPanelFn pack_panel;  // nullptr: portable loop
+  SparseOutF32Fn out_f32;        // nullptr: portable un-permute + the dense tile epilogue
 };
 
 // Every compiled-in table (reference first) and the dispatched one.

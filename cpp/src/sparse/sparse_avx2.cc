@@ -60,12 +60,12 @@ void gemv(const SparseView& v, const uint8_t* a, std::size_t s_begin, std::size_
         const __m256i gl = _mm256_i32gather_epi32(a32, _mm256_add_epi32(jl, tv), 4);
         const __m256i gh = _mm256_i32gather_epi32(a32, _mm256_add_epi32(jh, tv), 4);
         const __m128i* wp = reinterpret_cast<const __m128i*>(w + t * 64);
-        acc_q[0] = _mm256_add_epi32(
-            acc_q[0], madd_u8s8(_mm256_castsi256_si128(gl), _mm_loadu_si128(wp + 0)));
+        acc_q[0] = _mm256_add_epi32(acc_q[0],
+                                    madd_u8s8(_mm256_castsi256_si128(gl), _mm_loadu_si128(wp + 0)));
         acc_q[1] = _mm256_add_epi32(
             acc_q[1], madd_u8s8(_mm256_extracti128_si256(gl, 1), _mm_loadu_si128(wp + 1)));
-        acc_q[2] = _mm256_add_epi32(
-            acc_q[2], madd_u8s8(_mm256_castsi256_si128(gh), _mm_loadu_si128(wp + 2)));
+        acc_q[2] = _mm256_add_epi32(acc_q[2],
+                                    madd_u8s8(_mm256_castsi256_si128(gh), _mm_loadu_si128(wp + 2)));
         acc_q[3] = _mm256_add_epi32(
             acc_q[3], madd_u8s8(_mm256_extracti128_si256(gh, 1), _mm_loadu_si128(wp + 3)));
       }
@@ -116,12 +116,13 @@ void run(const SparseView& v, const uint8_t* at, std::size_t ldm, std::size_t s_
   const std::size_t panel_bytes = std::size_t{v.kb} * v.t * 32;
   for (std::size_t s = s_begin; s < s_end; ++s)
     for (std::size_t p = 0; p < ldm / 8; ++p)
-      panel_pass(v, s, at + p * panel_bytes, acc + (s - s_begin) * kSparseSlice * ldm + p * 8,
-                 ldm);
+      panel_pass(v, s, at + p * panel_bytes, acc + (s - s_begin) * kSparseSlice * ldm + p * 8, ldm);
 }
 
 }  // namespace
 
-SparseKernels sparse_kernels_avx2() { return SparseKernels{Isa::kAvx2, AFormat::kU8, 8, 8, run}; }
+SparseKernels sparse_kernels_avx2() {
+  return SparseKernels{Isa::kAvx2, AFormat::kU8, 8, 8, 8, run, nullptr, nullptr};
+}
 
 }  // namespace edgepack

@@ -73,12 +73,13 @@ void run(const SparseView& v, const uint8_t* at, std::size_t ldm, std::size_t s_
   const std::size_t panel_bytes = std::size_t{v.kb} * v.t * 16;
   for (std::size_t s = s_begin; s < s_end; ++s)
     for (std::size_t p = 0; p < ldm / 4; ++p)
-      panel_pass(v, s, at + p * panel_bytes, acc + (s - s_begin) * kSparseSlice * ldm + p * 4,
-                 ldm);
+      panel_pass(v, s, at + p * panel_bytes, acc + (s - s_begin) * kSparseSlice * ldm + p * 4, ldm);
 }
 
 }  // namespace
 
-SparseKernels sparse_kernels_neon() { return SparseKernels{Isa::kNeon, AFormat::kS8, 4, 4, run}; }
+SparseKernels sparse_kernels_neon() {
+  return SparseKernels{Isa::kNeon, AFormat::kS8, 4, 4, 4, run, nullptr, nullptr};
+}
 
 }  // namespace edgepack

@@ -88,8 +88,8 @@ PackedSparse PackedSparse::pack(const int8_t* w, std::size_t n, std::size_t k, c
                                 std::to_string(block_k) + ")");
   if (n == 0 || k == 0) throw std::invalid_argument("w_q must have non-empty shape [N, K]");
   if (k > kMaxK)
-    throw std::invalid_argument("w_q has K = " + std::to_string(k) + " > " +
-                                std::to_string(kMaxK) + " (int32 accumulation would not be exact)");
+    throw std::invalid_argument("w_q has K = " + std::to_string(k) + " > " + std::to_string(kMaxK) +
+                                " (int32 accumulation would not be exact)");
   if (n > (std::size_t{1} << 30)) throw std::invalid_argument("w_q has too many rows");
   for (std::size_t i = 0; i < n; ++i) {
     if (!std::isfinite(scale[i]) || !(scale[i] > 0.0f))
@@ -147,7 +147,8 @@ PackedSparse PackedSparse::pack(const int8_t* w, std::size_t n, std::size_t k, c
   std::vector<uint32_t> slice_ptr(h.nslices + 1, 0);
   for (uint32_t s = 0; s < h.nslices; ++s) {
     std::size_t len = 0;
-    for (std::size_t r = s * kSparseSlice; r < std::min<std::size_t>(n, (s + 1) * kSparseSlice); ++r)
+    for (std::size_t r = s * kSparseSlice; r < std::min<std::size_t>(n, (s + 1) * kSparseSlice);
+         ++r)
       len = std::max(len, blocks[order[r]].size());
     slice_ptr[s + 1] = slice_ptr[s] + static_cast<uint32_t>(len);
   }
@@ -245,8 +246,7 @@ PackedSparse PackedSparse::from_bytes(const uint8_t* data, std::size_t size) {
   if (l.total != size)
     bad("size is " + std::to_string(size) + " bytes, the header implies " +
         std::to_string(l.total));
-  if (buffer_checksum(data, size) != h.checksum)
-    bad("checksum mismatch");
+  if (buffer_checksum(data, size) != h.checksum) bad("checksum mismatch");
   PackedSparse p;
   p.buf_.assign(data, data + size);
   p.hdr_ = h;

@@ -29,6 +29,8 @@ void run_ref(const SparseView& v, const uint8_t* at, std::size_t ldm, std::size_
 
 }  // namespace
 
-SparseKernels sparse_kernels_ref() { return SparseKernels{Isa::kScalar, AFormat::kU8, 1, 1, run_ref}; }
+SparseKernels sparse_kernels_ref() {
+  return SparseKernels{Isa::kScalar, AFormat::kU8, 1, 1, 1, run_ref, nullptr, nullptr};
+}
 
 }  // namespace edgepack
