@@ -1,10 +1,10 @@
 #include "common.h"
 #include "edgepack/cpu.h"
 #include "edgepack/gemm.h"
-#include "gemm/gemm_wide.h"
 #include "edgepack/parallel.h"
 #include "edgepack/quant.h"
 #include "edgepack/sparse.h"
+#include "gemm/gemm_wide.h"
 
 namespace edgepack_py {
 

@@ -187,20 +187,9 @@ py::array linear_u8(const py::array& a, const py::array& buf, const py::array& r
   const PackedView v = view(buf, false);
   const uint8_t* ap = in_ptr<uint8_t>(a, "a", "uint8");
   const std::size_t m = check_2d(a, "a", v.k);
-  const float* sp = in_ptr<float>(row_scale, "row_scale", "float32");
-  const int32_t* zp = in_ptr<int32_t>(row_zp, "row_zero_point", "int32");
-  if (row_scale.ndim() != 1 || static_cast<std::size_t>(row_scale.size()) != m ||
-      row_zp.ndim() != 1 || static_cast<std::size_t>(row_zp.size()) != m)
-    throw py::value_error("row_scale and row_zero_point must be 1-D with one entry per row of a");
-  float smax = 0.0f, wmax = 0.0f;
-  for (std::size_t r = 0; r < m; ++r) {
-    check_scale(sp[r], "row_scale");
-    check_zp(AType::kU8, zp[r], "row_zero_point");
-    smax = std::max(smax, sp[r]);
-  }
-  for (std::size_t i = 0; i < v.n; ++i) wmax = std::max(wmax, v.scale[i]);
-  if (!std::isfinite(smax * wmax))
-    throw py::value_error("row_scale * weight scale overflows float32");
+  const RowQParams q = check_row_qparams(row_scale, row_zp, m, v.scale, v.n);
+  const float* sp = q.scale;
+  const int32_t* zp = q.zp;
   check_outputs(m, v.n);
   py::array_t<float> out({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(v.n)});
   float* op = out.mutable_data();

@@ -65,21 +65,9 @@ py::array_t<float> sparse_linear_u8(const py::array& a, const PackedSparse& p,
   if (a.ndim() != 2 || static_cast<std::size_t>(a.shape(1)) != h.k)
     throw py::value_error("a must be 2-D [M, K] with K = " + std::to_string(h.k));
   const std::size_t m = static_cast<std::size_t>(a.shape(0));
-  const float* sp = in_ptr<float>(row_scale, "row_scale", "float32");
-  const int32_t* zp = in_ptr<int32_t>(row_zp, "row_zero_point", "int32");
-  if (row_scale.ndim() != 1 || static_cast<std::size_t>(row_scale.size()) != m ||
-      row_zp.ndim() != 1 || static_cast<std::size_t>(row_zp.size()) != m)
-    throw py::value_error("row_scale and row_zero_point must be 1-D with one entry per row of a");
-  float smax = 0.0f, wmax = 0.0f;
-  for (std::size_t r = 0; r < m; ++r) {
-    if (!std::isfinite(sp[r]) || !(sp[r] > 0.0f))
-      throw py::value_error("row_scale must be finite and > 0");
-    if (zp[r] < 0 || zp[r] > 255) throw py::value_error("row_zero_point must be in [0, 255]");
-    smax = std::max(smax, sp[r]);
-  }
-  for (std::size_t i = 0; i < h.n; ++i) wmax = std::max(wmax, p.view().scale[i]);
-  if (!std::isfinite(smax * wmax))
-    throw py::value_error("row_scale * weight scale overflows float32");
+  const RowQParams q = check_row_qparams(row_scale, row_zp, m, p.view().scale, h.n);
+  const float* sp = q.scale;
+  const int32_t* zp = q.zp;
   py::array_t<float> y({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(h.n)});
   float* yp = y.mutable_data();
   {

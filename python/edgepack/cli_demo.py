@@ -45,7 +45,7 @@ def add_subcommands(sub: Any) -> None:
                    "edgepack.CompressionConfig fields, e.g. {\"sparse\": \"always\", "
                    "\"skip\": [\"classifier\"]}; --activations/--sparse override it")
     c.add_argument("--activations", choices=("dynamic", "static"), default=None)
-    c.add_argument("--sparse", choices=("auto", "never", "always"), default=None)
+    c.add_argument("--sparse", choices=("auto", "smaller", "never", "always"), default=None)
     c.add_argument("--prune", type=float, default=0.0, metavar="AMOUNT",
                    help="block-prune (1x4) this fraction of every Conv2d/Linear first, without "
                    "fine-tuning (accuracy is the user's to check)")

@@ -24,29 +24,37 @@ std::size_t pool_out_size(std::size_t in, int k, int s, int p, int d, bool ceil_
   return static_cast<std::size_t>(out);
 }
 
-// One output pixel's channels [c0, c0 + 4 * NV) in NV vectors of 4 floats held in registers
-// (GCC/Clang vector extensions: SSE on x86, NEON on ARM).
-template <int NV>
-inline void pool_pixel_v(const float* xi, const Pool2dShape s, long y0, long x0, std::size_t c0,
-                         float* out) {
-  V4 acc[NV];
-  for (int q = 0; q < NV; ++q) acc[q] = V4{} - std::numeric_limits<float>::infinity();
+// Calls f(pointer to the tap's channel c0) for every tap of the window at (y0, x0) that lies
+// inside the image (torch pads with -inf, so outside taps never win: skipping them is the same).
+template <class F>
+inline void for_each_tap(const float* xi, const Pool2dShape& s, long y0, long x0, std::size_t c0,
+                         F f) {
   for (int ky = 0; ky < s.kh; ++ky) {
     const long iy = y0 + static_cast<long>(ky) * s.dh;
     if (iy < 0 || iy >= static_cast<long>(s.h)) continue;
     for (int kx = 0; kx < s.kw; ++kx) {
       const long ix = x0 + static_cast<long>(kx) * s.dw;
       if (ix < 0 || ix >= static_cast<long>(s.w)) continue;
-      const float* p = xi + (static_cast<std::size_t>(iy) * s.w + ix) * s.c + c0;
-      for (int q = 0; q < NV; ++q) {
-        V4 v;
-        std::memcpy(&v, p + 4 * q, sizeof v);
-        // torch's rule: take v when v > max or v is NaN
-        const V4i take = (v > acc[q]) | (v != v);
-        acc[q] = take ? v : acc[q];
-      }
+      f(xi + (static_cast<std::size_t>(iy) * s.w + ix) * s.c + c0);
     }
   }
+}
+
+// One output pixel's channels [c0, c0 + 4 * NV) in NV vectors of 4 floats held in registers
+// (GCC/Clang vector extensions: SSE on x86, NEON on ARM).
+template <int NV>
+inline void pool_pixel_v(const float* xi, const Pool2dShape& s, long y0, long x0, std::size_t c0,
+                         float* out) {
+  V4 acc[NV];
+  for (int q = 0; q < NV; ++q) acc[q] = V4{} - std::numeric_limits<float>::infinity();
+  for_each_tap(xi, s, y0, x0, c0, [&](const float* p) {
+    for (int q = 0; q < NV; ++q) {
+      V4 v;
+      std::memcpy(&v, p + 4 * q, sizeof v);
+      const V4i take = (v > acc[q]) | (v != v);  // torch's rule: v > max or v is NaN
+      acc[q] = take ? v : acc[q];
+    }
+  });
   std::memcpy(out + c0, acc, sizeof acc);
 }
 
@@ -68,16 +76,9 @@ void maxpool2d_nhwc_f32(const float* x, const Pool2dShape& s, float* y) {
         for (; c0 + 4 <= c; c0 += 4) pool_pixel_v<1>(xi, s, y0, x0, c0, yo);
         for (; c0 < c; ++c0) {  // scalar tail, the same rule (torch's kernel starts at -inf)
           float m = ninf;
-          for (int ky = 0; ky < s.kh; ++ky) {
-            const long iy = y0 + static_cast<long>(ky) * s.dh;
-            if (iy < 0 || iy >= static_cast<long>(s.h)) continue;
-            for (int kx = 0; kx < s.kw; ++kx) {
-              const long ix = x0 + static_cast<long>(kx) * s.dw;
-              if (ix < 0 || ix >= static_cast<long>(s.w)) continue;
-              const float v = xi[(static_cast<std::size_t>(iy) * s.w + ix) * c + c0];
-              if ((v > m) | (v != v)) m = v;
-            }
-          }
+          for_each_tap(xi, s, y0, x0, c0, [&](const float* p) {
+            if ((*p > m) | (*p != *p)) m = *p;
+          });
           yo[c0] = m;
         }
       }
