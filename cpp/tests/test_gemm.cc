@@ -29,23 +29,44 @@ struct Problem {
 };
 
 Problem make(std::size_t m, std::size_t k, std::size_t n, Fill f) {
-  Problem p{m, k, n, std::vector<uint8_t>(m * k), std::vector<int8_t>(n * k),
-            std::vector<float>(n), std::vector<float>(n)};
+  Problem p{m,
+            k,
+            n,
+            std::vector<uint8_t>(m * k),
+            std::vector<int8_t>(n * k),
+            std::vector<float>(n),
+            std::vector<float>(n)};
   auto& g = eptest::rng();
   for (std::size_t i = 0; i < p.a.size(); ++i) {
     switch (f) {
-      case Fill::kRandom: p.a[i] = static_cast<uint8_t>(g() & 0xFF); break;
-      case Fill::kExtreme: p.a[i] = (g() & 1) ? 255 : 0; break;
-      case Fill::kMaxPos: p.a[i] = 255; break;
-      case Fill::kMaxNeg: p.a[i] = 0; break;
+      case Fill::kRandom:
+        p.a[i] = static_cast<uint8_t>(g() & 0xFF);
+        break;
+      case Fill::kExtreme:
+        p.a[i] = (g() & 1) ? 255 : 0;
+        break;
+      case Fill::kMaxPos:
+        p.a[i] = 255;
+        break;
+      case Fill::kMaxNeg:
+        p.a[i] = 0;
+        break;
     }
   }
   for (std::size_t i = 0; i < p.w.size(); ++i) {
     switch (f) {
-      case Fill::kRandom: p.w[i] = static_cast<int8_t>(static_cast<int>(g() & 0xFF) - 128); break;
-      case Fill::kExtreme: p.w[i] = (g() & 1) ? 127 : -128; break;
-      case Fill::kMaxPos: p.w[i] = -128; break;
-      case Fill::kMaxNeg: p.w[i] = (i % 3) ? 127 : -128; break;
+      case Fill::kRandom:
+        p.w[i] = static_cast<int8_t>(static_cast<int>(g() & 0xFF) - 128);
+        break;
+      case Fill::kExtreme:
+        p.w[i] = (g() & 1) ? 127 : -128;
+        break;
+      case Fill::kMaxPos:
+        p.w[i] = -128;
+        break;
+      case Fill::kMaxNeg:
+        p.w[i] = (i % 3) ? 127 : -128;
+        break;
     }
   }
   std::uniform_real_distribution<float> us(0.0005f, 0.05f), ub(-3.0f, 3.0f);
@@ -125,8 +146,8 @@ TEST(gemm_pack_roundtrip_and_validation) {
           threw = true;
         }
         EXPECT(threw) << "corruption not detected";
-        for (std::size_t cut : {std::size_t{0}, std::size_t{10}, kPackedHeaderBytes,
-                                buf.size() - 1}) {
+        for (std::size_t cut :
+             {std::size_t{0}, std::size_t{10}, kPackedHeaderBytes, buf.size() - 1}) {
           threw = false;
           try {
             view_packed(buf.data(), cut, false);
@@ -210,7 +231,8 @@ TEST(linear_int8_driver_matches_scalar) {
         std::uniform_real_distribution<float> ux(-4.0f, 4.0f);
         for (std::size_t i = 0; i < x.size(); ++i) x[i] = ux(eptest::rng());
         if (m > 2) std::fill(x.begin() + k, x.begin() + 2 * k, 0.0f);  // a zero row: scale 1
-        if (m > 3) for (std::size_t i = 0; i < k; ++i) x[2 * k + i] = 1.0f + i;  // all positive
+        if (m > 3)
+          for (std::size_t i = 0; i < k; ++i) x[2 * k + i] = 1.0f + i;  // all positive
         const auto buf = pack(p, bias);
         const PackedView v = view_packed(buf.data(), buf.size(), false);
         std::vector<float> out(m * n);
@@ -222,8 +244,8 @@ TEST(linear_int8_driver_matches_scalar) {
           const QParams q = qparams_from_minmax(mn, mx, QDType::kUInt8, false);
           ref::quantize_u8(x.data() + i * k, p.a.data() + i * k, k, 1.0f / q.scale, q.zero_point);
           for (std::size_t j = 0; j < n; ++j) {
-            const float want = epilogue(dot(p, AType::kU8, q.zero_point, i, j), q.scale,
-                                        p.scale[j], bias ? &p.bias[j] : nullptr, relu);
+            const float want = epilogue(dot(p, AType::kU8, q.zero_point, i, j), q.scale, p.scale[j],
+                                        bias ? &p.bias[j] : nullptr, relu);
             if (!same_bits(out[i * n + j], want) && bad++ < 5) {
               EXPECT(false) << isa_name(gk.isa) << " linear_int8 m=" << m << " k=" << k
                             << " n=" << n << " (" << i << "," << j << ") " << out[i * n + j]
@@ -241,7 +263,8 @@ TEST(linear_int8_rejects_nan_inf) {
   const Problem p = make(1, 20, 5, Fill::kRandom);
   const auto buf = pack(p, false);
   const PackedView v = view_packed(buf.data(), buf.size(), false);
-  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+  for (float bad :
+       {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
     std::vector<float> x(3 * 20, 0.5f), out(3 * 5);
     x[2 * 20 + 7] = bad;
     bool threw = false;
@@ -302,7 +325,9 @@ TEST(gemm_driver_thread_count_invariant) {
   // Shapes large enough to be split (over N panels, and over M tiles when panels are few).
   const int saved = get_num_threads();
   const QuantKernels& qk = quant_kernels();
-  struct S { std::size_t m, k, n; };
+  struct S {
+    std::size_t m, k, n;
+  };
   for (const S s : {S{40, 512, 200}, S{300, 256, 16}, S{3, 2048, 300}}) {
     const Problem p = make(s.m, s.k, s.n, Fill::kRandom);
     const auto buf = pack(p, true);
@@ -326,7 +351,8 @@ TEST(gemm_driver_thread_count_invariant) {
       }
       bool ok = true;
       for (std::size_t i = 0; i < s.m && ok; ++i)
-        for (std::size_t j = 0; j < s.n && ok; ++j) ok = o1[i * s.n + j] == dot(p, AType::kU8, 7, i, j);
+        for (std::size_t j = 0; j < s.n && ok; ++j)
+          ok = o1[i * s.n + j] == dot(p, AType::kU8, 7, i, j);
       EXPECT(ok) << isa_name(gk.isa) << " threaded gemm_s32 vs scalar";
     });
   }
@@ -392,8 +418,8 @@ TEST(gemm_epilogues_match_reference) {
         EXPECT(std::isnan(f_a[1]) && (std::isinf(f_a[2]) || (e.relu && f_a[2] == 0.0f)))
             << "special values did not reach the epilogue: " << f_a[1] << " " << f_a[2];
       }
-      const bool ok = s_a == s_b && q_a == q_b &&
-                      std::memcmp(f_a.data(), f_b.data(), f_a.size() * 4) == 0;
+      const bool ok =
+          s_a == s_b && q_a == q_b && std::memcmp(f_a.data(), f_b.data(), f_a.size() * 4) == 0;
       if (!ok && bad++ < 5) {
         EXPECT(false) << isa_name(ep.isa) << " epilogue trial " << trial << " mr=" << mr
                       << " nc=" << nc << " s32 " << (s_a == s_b) << " q8 " << (q_a == q_b);
@@ -440,6 +466,42 @@ TEST(gemm_wide_kernels_match_reference) {
                           << " fill=" << fill;
           }
         }
+    EXPECT(bad == 0);
+  }
+}
+
+TEST(gemm_wide_kernels_in_a_session_match_reference) {
+  // Inside a session (gemm_wide.h) a kernel may keep state between calls (AMX: its tile
+  // configuration). Calls with changing tile heights (reconfiguration), heights below the AMX
+  // minimum (VNNI fallback inside the session), K tails, and a call after the session ends
+  // must all equal the reference.
+  const GemmKernels& ref = gemm_kernel_list().front();
+  auto& g = eptest::rng();
+  const std::size_t heights[] = {16, 7, 7, 16, 4, 15, 3, 1, 16, 12};
+  for (const GemmWideKernels& wk : gemm_wide_kernel_list()) {
+    if (!isa_supported_by_cpu(wk.isa) || wk.a_format != AFormat::kU8) continue;
+    std::size_t bad = 0;
+    auto check = [&](std::size_t mr, std::size_t kp) {
+      mr = std::min(mr, wk.max_mr);
+      std::vector<uint8_t> a(mr * kp);
+      std::vector<int8_t> b(2 * kNR * kp);
+      for (auto& v : a) v = static_cast<uint8_t>(g());
+      for (auto& v : b) v = static_cast<int8_t>(g());
+      std::vector<int32_t> want(mr * 2 * kNR), got(mr * 2 * kNR, 0x5A5A5A5A);
+      ref.ukernel(mr, kp, a.data(), kp, b.data(), want.data(), 2 * kNR);
+      ref.ukernel(mr, kp, a.data(), kp, b.data() + kNR * kp, want.data() + kNR, 2 * kNR);
+      wk.ukernel2(mr, kp, a.data(), kp, b.data(), got.data(), 2 * kNR);
+      if (got != want && bad++ < 5) {
+        EXPECT(false) << wk.name << " in session: mr=" << mr << " kp=" << kp;
+      }
+    };
+    {
+      const GemmWideSession session(&wk);
+      for (std::size_t i = 0; i < sizeof(heights) / sizeof(heights[0]); ++i)
+        check(heights[i], i % 3 == 0 ? 136 : 256);
+    }
+    check(16, 192);  // after the session: configures and releases on its own again
+    check(9, 64);
     EXPECT(bad == 0);
   }
 }

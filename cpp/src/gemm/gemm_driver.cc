@@ -29,9 +29,9 @@ namespace edgepack {
 namespace {
 
 constexpr std::size_t kTileMaxMr = 32;
-constexpr std::size_t kL2ChunkBytes = 512 * 1024;     // B panels per chunk
-constexpr std::size_t kAChunkBytes = 1024 * 1024;     // A rows prepared at once
-constexpr std::size_t kMinParallelMacs = 1u << 23;    // below (~15 us of VNNI work): one thread
+constexpr std::size_t kL2ChunkBytes = 512 * 1024;   // B panels per chunk
+constexpr std::size_t kAChunkBytes = 1024 * 1024;   // A rows prepared at once
+constexpr std::size_t kMinParallelMacs = 1u << 23;  // below (~15 us of VNNI work): one thread
 constexpr std::size_t kQuantGrainElems = 1u << 15;
 
 // Per-thread scratch, grown on demand and reused: no allocation in steady state.
@@ -71,6 +71,7 @@ void compute_block(const GemmKernels& gk, const PackedView& p, const uint8_t* a,
   const std::size_t chunk = std::max<std::size_t>(2, kL2ChunkBytes / panel_bytes) & ~std::size_t{1};
 
   auto run = [&](std::size_t t0, std::size_t t1, std::size_t q0, std::size_t q1) {
+    const GemmWideSession session(wide);  // per task, on the thread that runs it
     alignas(64) int32_t tile[kTileMaxMr * 2 * kNR];
     for (std::size_t c0 = q0; c0 < q1; c0 += chunk) {
       const std::size_t c1 = std::min(q1, c0 + chunk);
@@ -180,8 +181,8 @@ struct EpiF32 {
   std::size_t ldo;
   const PackedView* p;
   bool relu;
-  const float* row_scale;      // indexed by row - row_index_base
-  const int32_t* row_zpoff;    // indexed by row - row_index_base
+  const float* row_scale;    // indexed by row - row_index_base
+  const int32_t* row_zpoff;  // indexed by row - row_index_base
   std::size_t row_index_base;
   void operator()(std::size_t r0, std::size_t mr, std::size_t n0, std::size_t nc,
                   const int32_t* tile, std::size_t ldt) const {
@@ -221,8 +222,8 @@ void check_kernel(const GemmKernels& gk) {
 
 }  // namespace
 
-void gemm_s32_op(const GemmKernels& gk, const PackedView& p, const void* a, AType at,
-                 std::size_t m, std::size_t lda, int32_t a_zp, int32_t* out) {
+void gemm_s32_op(const GemmKernels& gk, const PackedView& p, const void* a, AType at, std::size_t m,
+                 std::size_t lda, int32_t a_zp, int32_t* out) {
   check_kernel(gk);
   if (m == 0) return;
   const int32_t zp_u8 = at == AType::kS8 ? a_zp + 128 : a_zp;
@@ -322,9 +323,9 @@ void linear_u8_op(const GemmKernels& gk, const PackedView& p, const uint8_t* a, 
   }
 }
 
-void linear_q_op(const GemmKernels& gk, const PackedView& p, const void* a, AType at,
-                 std::size_t m, std::size_t lda, float a_scale, int32_t a_zp, float out_scale,
-                 int32_t out_zp, QDType out_dtype, bool relu, void* out) {
+void linear_q_op(const GemmKernels& gk, const PackedView& p, const void* a, AType at, std::size_t m,
+                 std::size_t lda, float a_scale, int32_t a_zp, float out_scale, int32_t out_zp,
+                 QDType out_dtype, bool relu, void* out) {
   check_kernel(gk);
   if (m == 0) return;
   const int32_t zp_u8 = at == AType::kS8 ? a_zp + 128 : a_zp;

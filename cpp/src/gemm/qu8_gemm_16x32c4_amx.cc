@@ -71,6 +71,22 @@ const GemmWideKernels& vnni_wide() {
   return k;
 }
 
+// Session state (gemm_wide.h): inside a session the tile configuration stays loaded between
+// calls and is reloaded only when the tile height changes; outside one every call configures
+// and releases, so direct calls never depend on earlier ones.
+struct AmxSession {
+  bool active = false;
+  std::size_t rows = 0;  // configured tile height, 0: tiles not configured
+};
+thread_local AmxSession t_session;
+
+void session_begin() { t_session = AmxSession{true, 0}; }
+
+void session_end() {
+  if (t_session.rows) _tile_release();
+  t_session = AmxSession{};
+}
+
 void ukernel2(std::size_t mr, std::size_t kp, const uint8_t* a, std::size_t lda, const int8_t* b,
               int32_t* c, std::size_t ldc) {
   const std::size_t kmain = kp / 64 * 64;
@@ -86,13 +102,16 @@ void ukernel2(std::size_t mr, std::size_t kp, const uint8_t* a, std::size_t lda,
   // the A and C tiles configured to mr rows: a tdpbusd costs the same for any row count, so
   // this beats splitting the rows over the VNNI kernel (measured 2x at M = 14, K = N = 384).
   // B tiles always hold 16 rows (64 k) of one panel.
-  TileConfig cfg{};
-  cfg.palette = 1;
-  for (int t = 0; t < 5; ++t) {
-    cfg.rows[t] = static_cast<uint8_t>(t == 3 || t == 4 ? 16 : mr);
-    cfg.colsb[t] = 64;
+  if (!t_session.active || t_session.rows != mr) {
+    TileConfig cfg{};
+    cfg.palette = 1;
+    for (int t = 0; t < 5; ++t) {
+      cfg.rows[t] = static_cast<uint8_t>(t == 3 || t == 4 ? 16 : mr);
+      cfg.colsb[t] = 64;
+    }
+    _tile_loadconfig(&cfg);
+    if (t_session.active) t_session.rows = mr;
   }
-  _tile_loadconfig(&cfg);
   _tile_zero(0);
   _tile_zero(1);
   for (std::size_t k = 0; k < kmain; k += 64) {
@@ -104,7 +123,7 @@ void ukernel2(std::size_t mr, std::size_t kp, const uint8_t* a, std::size_t lda,
   }
   _tile_stored(0, c, static_cast<long>(ldc * 4));
   _tile_stored(1, c + kNR, static_cast<long>(ldc * 4));
-  _tile_release();
+  if (!t_session.active) _tile_release();
   if (kmain < kp) {
     // K tail (a multiple of 8 below 64): one-panel VNNI kernel on the remaining groups, added
     // in wrap-around int32 (the total is exact).
@@ -130,7 +149,8 @@ bool amx_usable() {
 }
 
 GemmWideKernels gemm_wide_kernels_amx() {
-  return GemmWideKernels{"amx", Isa::kAvx512Vnni, AFormat::kU8, 16, ukernel2};
+  return GemmWideKernels{"amx",    Isa::kAvx512Vnni, AFormat::kU8, 16,
+                         ukernel2, session_begin,    session_end};
 }
 
 }  // namespace edgepack
