@@ -20,6 +20,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "edgepack/epilogue.h"
 #include "edgepack/gemm_ops.h"
 #include "edgepack/parallel.h"
 #include "gemm/gemm_epilogue.h"
@@ -52,9 +53,6 @@ uint8_t* a_buffer(Scratch& s, std::size_t bytes) {
   const auto addr = reinterpret_cast<std::uintptr_t>(s.a.data());
   return s.a.data() + ((64 - addr % 64) % 64);
 }
-
-// Offset the kernel's A encoding subtracts from a_u8 (see gemm.h).
-int32_t format_offset(const GemmKernels& gk) { return gk.a_format == AFormat::kS8 ? 128 : 0; }
 
 // Runs the block loops over rows [0, m) of a (already in the kernel's format, row stride lda)
 // calling epi(row0, mr, n0, ncols, tile, ldt) for every (M tile, panel). Rows are absolute to
@@ -220,6 +218,20 @@ void check_kernel(const GemmKernels& gk) {
     throw std::logic_error("GEMM micro-kernel declares an unsupported max_mr");
 }
 
+// The GEMM on already quantized rows a[m] (row stride lda, type at): row chunks of about
+// kAChunkBytes, each brought into the kernel's format (prepare_a) and multiplied.
+template <class Epi>
+void run_quantized(const GemmKernels& gk, const PackedView& p, const uint8_t* a, AType at,
+                   std::size_t m, std::size_t lda, const Epi& epi) {
+  const std::size_t chunk = rows_per_chunk(gk, p.kp);
+  for (std::size_t r0 = 0; r0 < m; r0 += chunk) {
+    const std::size_t rows = std::min(chunk, m - r0);
+    std::size_t ld;
+    const uint8_t* ak = prepare_a(gk, p, a + r0 * lda, at, rows, lda, &ld);
+    compute_block(gk, p, ak, ld, r0, rows, epi);
+  }
+}
+
 }  // namespace
 
 void gemm_s32_op(const GemmKernels& gk, const PackedView& p, const void* a, AType at, std::size_t m,
@@ -227,15 +239,8 @@ void gemm_s32_op(const GemmKernels& gk, const PackedView& p, const void* a, ATyp
   check_kernel(gk);
   if (m == 0) return;
   const int32_t zp_u8 = at == AType::kS8 ? a_zp + 128 : a_zp;
-  const EpiS32 epi{&gemm_epilogues(), out, p.n, &p, zp_u8 - format_offset(gk)};
-  const std::size_t chunk = rows_per_chunk(gk, p.kp);
-  const auto* ab = static_cast<const uint8_t*>(a);
-  for (std::size_t r0 = 0; r0 < m; r0 += chunk) {
-    const std::size_t rows = std::min(chunk, m - r0);
-    std::size_t ld;
-    const uint8_t* ak = prepare_a(gk, p, ab + r0 * lda, at, rows, lda, &ld);
-    compute_block(gk, p, ak, ld, r0, rows, epi);
-  }
+  const EpiS32 epi{&gemm_epilogues(), out, p.n, &p, zp_offset(gk.a_format, zp_u8)};
+  run_quantized(gk, p, static_cast<const uint8_t*>(a), at, m, lda, epi);
 }
 
 namespace {
@@ -245,7 +250,6 @@ void linear_int8_run(const GemmKernels& gk, const QuantKernels& qk, const Packed
   const std::size_t chunk = rows_per_chunk(gk, p.kp);
   const std::size_t k = p.k, kp = p.kp, ld = a_stride(kp);
   const bool s8 = gk.a_format == AFormat::kS8;
-  const int32_t off = format_offset(gk);
   Scratch& s = scratch();
   const std::size_t rows_max = std::min(chunk, m);
   uint8_t* abuf = a_buffer(s, rows_max * ld);
@@ -284,7 +288,7 @@ void linear_int8_run(const GemmKernels& gk, const QuantKernels& qk, const Packed
           qk.quantize_u8(xr, d, k, inv, q.zero_point);
         std::memset(d + k, 0, kp - k);
         rs[r] = q.scale;
-        rz[r] = q.zero_point - off;
+        rz[r] = zp_offset(gk.a_format, q.zero_point);
       }
     });
     if (bad == 1) throw std::domain_error("x contains NaN");
@@ -309,18 +313,11 @@ void linear_u8_op(const GemmKernels& gk, const PackedView& p, const uint8_t* a, 
                   float* out) {
   check_kernel(gk);
   if (m == 0) return;
-  // The epilogue's zero-point correction uses zp minus the kernel's A-format offset (gemm.h).
+  // The epilogue's zero-point correction uses zp in the kernel's A format (zp_offset).
   std::vector<int32_t> zpoff(m);
-  const int32_t off = format_offset(gk);
-  for (std::size_t r = 0; r < m; ++r) zpoff[r] = row_zp[r] - off;
+  for (std::size_t r = 0; r < m; ++r) zpoff[r] = zp_offset(gk.a_format, row_zp[r]);
   const EpiF32 epi{&gemm_epilogues(), out, p.n, &p, relu, row_scale, zpoff.data(), 0};
-  const std::size_t chunk = rows_per_chunk(gk, p.kp);
-  for (std::size_t r0 = 0; r0 < m; r0 += chunk) {
-    const std::size_t rows = std::min(chunk, m - r0);
-    std::size_t ld;
-    const uint8_t* ak = prepare_a(gk, p, a + r0 * lda, AType::kU8, rows, lda, &ld);
-    compute_block(gk, p, ak, ld, r0, rows, epi);
-  }
+  run_quantized(gk, p, a, AType::kU8, m, lda, epi);
 }
 
 void linear_q_op(const GemmKernels& gk, const PackedView& p, const void* a, AType at, std::size_t m,
@@ -331,20 +328,13 @@ void linear_q_op(const GemmKernels& gk, const PackedView& p, const void* a, ATyp
   const int32_t zp_u8 = at == AType::kS8 ? a_zp + 128 : a_zp;
   EpiQ8 epi{&gemm_epilogues(), static_cast<uint8_t*>(out), p.n, &p, TileEpilogueArgs{}};
   epi.base.relu = relu;
-  epi.base.zpoff = zp_u8 - format_offset(gk);
+  epi.base.zpoff = zp_offset(gk.a_format, zp_u8);
   epi.base.a_scale = a_scale;
   epi.base.inv = 1.0f / out_scale;
   epi.base.lo = static_cast<float>(qmin_of(out_dtype) - out_zp);
   epi.base.hi = static_cast<float>(qmax_of(out_dtype) - out_zp);
   epi.base.out_zp = out_zp;
-  const std::size_t chunk = rows_per_chunk(gk, p.kp);
-  const auto* ab = static_cast<const uint8_t*>(a);
-  for (std::size_t r0 = 0; r0 < m; r0 += chunk) {
-    const std::size_t rows = std::min(chunk, m - r0);
-    std::size_t ld;
-    const uint8_t* ak = prepare_a(gk, p, ab + r0 * lda, at, rows, lda, &ld);
-    compute_block(gk, p, ak, ld, r0, rows, epi);
-  }
+  run_quantized(gk, p, static_cast<const uint8_t*>(a), at, m, lda, epi);
 }
 
 }  // namespace edgepack

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "kernels_internal.h"
+#include "sparse/sparse_run.h"
 
 namespace edgepack {
 namespace {
@@ -69,11 +70,7 @@ void panel_pass(const SparseView& v, std::size_t s, const uint8_t* panel, int32_
 
 void run(const SparseView& v, const uint8_t* at, std::size_t ldm, std::size_t s_begin,
          std::size_t s_end, int32_t* acc) {
-  if (ldm == 1) return gemv(v, at, s_begin, s_end, acc);
-  const std::size_t panel_bytes = std::size_t{v.kb} * v.t * 16;
-  for (std::size_t s = s_begin; s < s_end; ++s)
-    for (std::size_t p = 0; p < ldm / 4; ++p)
-      panel_pass(v, s, at + p * panel_bytes, acc + (s - s_begin) * kSparseSlice * ldm + p * 4, ldm);
+  sparse_run_panels<4>(v, at, ldm, s_begin, s_end, acc, gemv, panel_pass);
 }
 
 }  // namespace

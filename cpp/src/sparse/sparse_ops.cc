@@ -6,7 +6,6 @@
 // Threads: a task is a group of slices (output columns) for all rows; each output is computed
 // by exactly one task with the same arithmetic, so results are identical for any thread count.
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -24,20 +23,6 @@ namespace edgepack {
 namespace {
 
 constexpr std::size_t kGrainMacs = 1 << 16;  // below this much work, stay on one thread
-
-// Quantize row x[0..k) into a[0..k). Same calls and order as quantize_dynamic_op.
-// Returns 0 ok, 1 NaN, 2 inf.
-int quantize_row(const QuantKernels& qk, const float* x, std::size_t k, uint8_t* a, float* scale,
-                 int32_t* zp) {
-  float mn, mx;
-  if (qk.minmax(x, k, &mn, &mx)) return 1;
-  if (!std::isfinite(mn) || !std::isfinite(mx)) return 2;
-  const QParams p = qparams_from_minmax(mn, mx, QDType::kUInt8, false);
-  *scale = p.scale;
-  *zp = p.zero_point;
-  qk.quantize_u8(x, a, k, 1.0f / p.scale, p.zero_point);
-  return 0;
-}
 
 inline uintptr_t align64(uintptr_t p) { return (p + 63) / 64 * 64; }
 
@@ -130,7 +115,7 @@ void sparse_rows_u8(const SparseKernels& kern, const PackedSparse& w, const uint
   // acc = raw - zpoff * colsum with zpoff = a_zp (kU8) or a_zp - 128 (kS8), the same value
   // modulo 2^32 as zp_correct.
   std::vector<int32_t> zpoff(m);
-  for (std::size_t r = 0; r < m; ++r) zpoff[r] = s8 ? a_zp[r] - 128 : a_zp[r];
+  for (std::size_t r = 0; r < m; ++r) zpoff[r] = zp_offset(kern.a_format, a_zp[r]);
   const GemmEpilogues& ep = gemm_epilogues();
   constexpr std::size_t kWinSlices = kSparseSortWindow / kSparseSlice;
   const std::size_t nwin = (v.nslices + kWinSlices - 1) / kWinSlices;
@@ -271,23 +256,15 @@ void sparse_rows_u8(const SparseKernels& kern, const PackedSparse& w, const uint
 void sparse_linear_int8_op(const SparseKernels& kern, const PackedSparse& w, const float* x,
                            std::size_t m, float* y, bool relu) {
   if (m == 0) return;
-  const SparseView& v = w.view();
-  const QuantKernels& qk = quant_kernels();
-  const std::size_t k = v.k;
+  const std::size_t k = w.view().k;
 
-  // Per-row dynamic quantization into a row-major buffer (the driver pads k itself).
+  // Per-row dynamic uint8 quantization into a row-major buffer (the driver pads k itself):
+  // quantize_dynamic_op per row, the linear_int8 spec (NaN/inf: std::domain_error).
   Scratch a(0, m * k);
   std::vector<float> a_scale(m);
   std::vector<int32_t> a_zp(m);
-  std::atomic<int> bad{0};
-  parallel_for(m, std::max<std::size_t>(1, (1 << 15) / k), [&](std::size_t b, std::size_t e) {
-    for (std::size_t r = b; r < e; ++r) {
-      const int rc = quantize_row(qk, x + r * k, k, a.p + r * k, &a_scale[r], &a_zp[r]);
-      if (rc) bad = rc;
-    }
-  });
-  if (bad == 1) throw std::domain_error("x contains NaN");
-  if (bad == 2) throw std::domain_error("x contains inf");
+  quantize_dynamic_op(quant_kernels(), x, a.p, QDType::kUInt8, false, true, m, k, a_scale.data(),
+                      a_zp.data());
   sparse_rows_u8(kern, w, a.p, k, m, a_scale.data(), a_zp.data(), y, relu);
 }
 
