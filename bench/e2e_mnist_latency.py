@@ -13,18 +13,9 @@ import time
 from typing import Callable
 
 import torch
-from torch import nn
 
 import edgepack
-
-
-def mnist_cnn() -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(64, 64, 3), nn.ReLU(),
-        nn.Flatten(), nn.Linear(576, 64), nn.ReLU(), nn.Linear(64, 10),
-    )
+from edgepack.demo import reference_cnn
 
 
 def _block(f: Callable[[], object], n: int) -> float:
@@ -41,7 +32,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=15)
     args = ap.parse_args()
     torch.manual_seed(0)
-    model = mnist_cnn().eval()
+    model = reference_cnn().eval()
     comp = edgepack.compress(model)
     print(f"cpu: {edgepack.cpu_info()['kernels']}")
     for th in args.threads:

@@ -6,15 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgepack.demo import reference_cnn
+
 
 def mnist_cnn() -> nn.Sequential:
     """The reference CNN of issue 5 (28x28 grayscale in, 10 logits out)."""
-    return nn.Sequential(
-        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(64, 64, 3), nn.ReLU(),
-        nn.Flatten(), nn.Linear(576, 64), nn.ReLU(), nn.Linear(64, 10),
-    )
+    return reference_cnn()
 
 
 def mlp(d_in: int = 32, hidden: int = 48, d_out: int = 7) -> nn.Sequential:

@@ -74,3 +74,41 @@ def normalize_axis(axis: int | None, ndim: int) -> int:
     if not -ndim <= axis < ndim:
         raise ValueError(f"axis {axis} is out of range for an array with {ndim} dimensions")
     return int(axis) % ndim
+
+
+def int8_weights(w_q: object, max_k: int) -> tuple[np.ndarray, int, int]:
+    """int8 weights [N, K] to pack (dense or sparse): (contiguous numpy array, N, K). K is
+    bounded by max_k, the bound that keeps the kernels' int32 accumulation exact."""
+    w = to_numpy(w_q, "w_q", (np.int8,))
+    if w.ndim != 2:
+        raise ValueError(f"w_q must be 2-D [N, K], got shape {tuple(w.shape)}")
+    n, k = w.shape
+    if n == 0 or k == 0:
+        raise ValueError(f"w_q must be non-empty, got shape {tuple(w.shape)}")
+    if k > max_k:
+        raise ValueError(f"w_q has K = {k} > {max_k}, the bound that keeps int32 accumulation "
+                         "exact")
+    return w, int(n), int(k)
+
+
+def per_channel(v: Any, name: str, n: int, *, positive: bool) -> np.ndarray:
+    """A per-output-channel float32 vector [n] (one value is repeated n times): numeric, finite
+    in float32, and > 0 when `positive` (scales; biases may have any sign)."""
+    if is_torch(v):
+        v = v.detach().cpu().numpy()
+    a = np.asarray(v)
+    if a.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must be numeric, got dtype {a.dtype}")
+    a = a.astype(np.float64).reshape(-1)
+    if a.size == 1 and n != 1:
+        a = np.repeat(a, n)
+    if a.size != n:
+        raise ValueError(f"{name} has {a.size} entries, expected one per output channel ({n})")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} must be finite")
+    a32 = a.astype(np.float32)
+    if not np.all(np.isfinite(a32)):
+        raise ValueError(f"{name} is out of float32 range")
+    if positive and not np.all(a32 > 0):
+        raise ValueError(f"{name} must be > 0 for every output channel")
+    return np.ascontiguousarray(a32)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._arrays import ArrayLike, is_torch, like, to_numpy
+from ._arrays import ArrayLike, int8_weights, is_torch, like, per_channel, to_numpy
 from .kernels import choose_qparams, quantize
 
 MAX_K: int = int(_core.GEMM_MAX_K)
@@ -131,20 +131,6 @@ class PackedLinear:
             f"PackedLinear(out_features={self._n}, in_features={self._k}, "
             f"bias={self._has_bias}, layout={LAYOUT!r}, nbytes={self.nbytes})"
         )
-
-
-def _float_vec(v: Any, name: str, n: int) -> np.ndarray:
-    if is_torch(v):
-        v = v.detach().cpu().numpy()
-    arr = np.asarray(v)
-    if arr.dtype.kind not in "fiu":
-        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
-    arr = arr.astype(np.float32).reshape(-1)
-    if arr.size == 1 and n != 1:
-        arr = np.repeat(arr, n)
-    if arr.size != n:
-        raise ValueError(f"{name} has {arr.size} entries, expected {n} (one per output channel)")
-    return np.ascontiguousarray(arr)
 
 
 def _check_packed(packed: object) -> PackedLinear:
@@ -257,22 +243,9 @@ def pack_weights(w_q: ArrayLike, scale: Any, *, bias: Any = None) -> PackedLinea
 
     scale: float32 [N] (or one value for all channels), finite and > 0; bias: float [N] or None.
     """
-    w = to_numpy(w_q, "w_q", (np.int8,))
-    if w.ndim != 2:
-        raise ValueError(f"w_q must be 2-D [N, K], got shape {tuple(w.shape)}")
-    n, k = w.shape
-    if n == 0 or k == 0:
-        raise ValueError(f"w_q must be non-empty, got shape {tuple(w.shape)}")
-    if k > MAX_K:
-        raise ValueError(f"K = {k} exceeds {MAX_K}, the bound that keeps int32 accumulation exact")
-    s = _float_vec(scale, "scale", n)
-    if not np.all(np.isfinite(s)) or not np.all(s > 0):
-        raise ValueError("scale must be finite and > 0 for every output channel")
-    b = None
-    if bias is not None:
-        b = _float_vec(bias, "bias", n)
-        if not np.all(np.isfinite(b)):
-            raise ValueError("bias must be finite")
+    w, n, _ = int8_weights(w_q, MAX_K)
+    s = per_channel(scale, "scale", n, positive=True)
+    b = None if bias is None else per_channel(bias, "bias", n, positive=False)
     return PackedLinear(_core.gemm_pack(w, s, b), _verify=False)
 
 

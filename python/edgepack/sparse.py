@@ -20,7 +20,7 @@ from typing import Any, Union
 import numpy as np
 
 from . import _core
-from ._arrays import ArrayLike, is_torch, like, to_numpy
+from ._arrays import ArrayLike, int8_weights, like, per_channel, to_numpy
 
 _BLOCKS = (4, 8, 16)
 
@@ -36,27 +36,6 @@ def _block_k(block: Any) -> int:
     if not ok:
         raise ValueError(f"block must be (1, 4), (1, 8) or (1, 16), got {block!r}")
     return int(block[1])
-
-
-def _per_channel(v: Any, name: str, n: int, *, positive: bool) -> np.ndarray:
-    if is_torch(v):
-        v = v.detach().cpu().numpy()
-    try:
-        a = np.asarray(v, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"{name} must be a float or an array of floats") from e
-    if a.size == 1 and n != 1:
-        a = np.repeat(a, n)
-    if a.size != n:
-        raise ValueError(f"{name} has {a.size} entries, expected one per output channel ({n})")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"{name} must be finite")
-    a32 = a.astype(np.float32)
-    if positive and not (np.all(a32 > 0) and np.all(np.isfinite(a32))):
-        raise ValueError(f"{name} must be > 0 and representable in float32")
-    if not np.all(np.isfinite(a32)):
-        raise ValueError(f"{name} is out of float32 range")
-    return np.ascontiguousarray(a32)
 
 
 class PackedSparseLinear:
@@ -151,16 +130,9 @@ def pack_sparse(
     when the pruning left whole blocks (edgepack.prune.blocks with the same block).
     """
     bk = _block_k(block)
-    w = to_numpy(w_q, "w_q", (np.int8,))
-    if w.ndim != 2:
-        raise ValueError(f"w_q must be 2-D [N, K], got shape {tuple(w.shape)}")
-    n, k = w.shape
-    if n == 0 or k == 0:
-        raise ValueError(f"w_q must have a non-empty shape, got {tuple(w.shape)}")
-    if k > 65536:
-        raise ValueError(f"w_q has K = {k} > 65536: int32 accumulation would not be exact")
-    s = _per_channel(scale, "scale", n, positive=True)
-    b = None if bias is None else _per_channel(bias, "bias", n, positive=False)
+    w, n, _ = int8_weights(w_q, int(_core.GEMM_MAX_K))
+    s = per_channel(scale, "scale", n, positive=True)
+    b = None if bias is None else per_channel(bias, "bias", n, positive=False)
     return PackedSparseLinear(_core.pack_sparse(w, s, b, bk))
 
 
