@@ -52,6 +52,8 @@ void gemv(const SparseView& v, const uint8_t* a, std::size_t s_begin, std::size_
     __m512i acc0 = _mm512_setzero_si512(), acc1 = _mm512_setzero_si512();
     const std::size_t e0 = v.slice_ptr[s], e1 = v.slice_ptr[s + 1];
     for (std::size_t e = e0; e < e1; ++e) {
+      // Every step, unlike the panel passes (see panel8_pass_t): here every other step
+      // measured ~5% slower.
       _mm_prefetch(reinterpret_cast<const char*>(v.idx + (e + kPrefetchSteps) * kSparseSlice),
                    _MM_HINT_T0);
       for (std::size_t t = 0; t < v.t; ++t)
@@ -101,7 +103,8 @@ void panel_pass_t(const SparseView& v, std::size_t e_begin, std::size_t e_end, b
     const uint16_t* ix = v.idx + e * kSparseSlice;
     // The slice's blocks stream from L3/DRAM while the panel lines come from L1/L2: prefetch
     // the stream ahead, or each step waits a full miss latency (measured: 3x slower at 50%).
-    _mm_prefetch(reinterpret_cast<const char*>(ix + kPrefetchSteps * kSparseSlice), _MM_HINT_T0);
+    if (e & 1)  // one prefetch per line: 32 index bytes a step (see panel8_pass_t)
+      _mm_prefetch(reinterpret_cast<const char*>(ix + kPrefetchSteps * kSparseSlice), _MM_HINT_T0);
     for (std::size_t t = 0; t < T; ++t)
       _mm_prefetch(reinterpret_cast<const char*>(v.values + ((e + kPrefetchSteps) * T + t) * 64),
                    _MM_HINT_T0);
@@ -148,8 +151,9 @@ void panel2_pass_t(const SparseView& v, std::size_t s, std::size_t e_begin, std:
     for (std::size_t e = e_begin; e < e_stop; ++e) {
       const uint16_t* ix = v.idx + e * kSparseSlice + h;
       if (h == 0) {
-        _mm_prefetch(reinterpret_cast<const char*>(ix + kPrefetchSteps * kSparseSlice),
-                     _MM_HINT_T0);
+        if (e & 1)  // one prefetch per line: 32 index bytes a step (see panel8_pass_t)
+          _mm_prefetch(reinterpret_cast<const char*>(ix + kPrefetchSteps * kSparseSlice),
+                       _MM_HINT_T0);
         for (std::size_t t = 0; t < T; ++t)
           _mm_prefetch(
               reinterpret_cast<const char*>(v.values + ((e + kPrefetchSteps) * T + t) * 64),
@@ -213,7 +217,11 @@ void panel8_pass_t(const SparseView& v, std::size_t s, const uint8_t* panel, int
           c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0, c12 = c0, c13 = c0, c14 = c0, c15 = c0;
   for (std::size_t e = v.slice_ptr[s]; e < v.slice_ptr[s + 1]; ++e) {
     const uint16_t* ix = v.idx + e * kSparseSlice;
-    _mm_prefetch(reinterpret_cast<const char*>(ix + kPrefetchSteps * kSparseSlice), _MM_HINT_T0);
+    // One prefetch per cache line of each stream: a step reads 64 value bytes per t but only
+    // 32 index bytes, so the index stream is prefetched every other step. Prefetching it every
+    // step measured ~15% slower here (M <= 8 is where a step has the least work per prefetch).
+    if (e & 1)
+      _mm_prefetch(reinterpret_cast<const char*>(ix + kPrefetchSteps * kSparseSlice), _MM_HINT_T0);
     for (std::size_t t = 0; t < T; ++t)
       _mm_prefetch(reinterpret_cast<const char*>(v.values + ((e + kPrefetchSteps) * T + t) * 64),
                    _MM_HINT_T0);
@@ -341,40 +349,69 @@ inline void gather_rows8(const int32_t* acc, const uint32_t* lanes, __m512i r[8]
   }
 }
 
-// SparseOutF32Fn: un-permute 16 columns in registers and apply the f32 epilogue there (the same
-// operations, in the same order, as the dense AVX-512 tile epilogue and dequant_epilogue: int32
-// wrap-around zero-point correction, float(acc) * (row_scale * w_scale) with two roundings and no
-// FMA, + bias, a ReLU that keeps NaN), so the raw sums never go through memory row-major.
-void out_f32(const int32_t* acc, std::size_t ldm, const uint32_t* lanes, std::size_t mt,
-             std::size_t nc, const SparseOutArgs& e, float* y, std::size_t ldy) {
+// One output row of 16 columns through the f32 epilogue, in registers (the same operations, in
+// the same order, as the dense AVX-512 tile epilogue and dequant_epilogue: int32 wrap-around
+// zero-point correction, float(acc) * (row_scale * w_scale) with two roundings and no FMA,
+// + bias, a ReLU that keeps NaN). Bias and ReLU are template arguments: a per-row test of them
+// measured ~10% of the epilogue.
+template <bool kBias, bool kRelu>
+inline void out_row(__m512i raw, int32_t zpoff, float rscale, __m512i cs, __m512 ws, __m512 bias,
+                    __mmask16 cm, float* yr) {
+  const __m512i a = _mm512_sub_epi32(raw, _mm512_mullo_epi32(_mm512_set1_epi32(zpoff), cs));
+  __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(a), _mm512_mul_ps(_mm512_set1_ps(rscale), ws));
+  if (kBias) v = _mm512_add_ps(v, bias);
+  if (kRelu) {  // v <= 0 (ordered: false for NaN) -> +0.0, as np.maximum(v, 0)
+    const __mmask16 le = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LE_OQ);
+    v = _mm512_mask_mov_ps(v, le, _mm512_setzero_ps());
+  }
+  _mm512_mask_storeu_ps(yr, cm, v);
+}
+
+// SparseOutF32Fn: un-permute 16 columns in registers (16 x 16 transposes of the lane rows) and
+// apply the f32 epilogue there, so the raw sums never go through memory row-major. A block of
+// 16 whole rows is written out with constant register indices (a loop over r[i] with a runtime
+// bound makes gcc spill the 16 transposed registers and reload each row: measured ~2x slower).
+template <bool kBias, bool kRelu>
+void out_f32_t(const int32_t* acc, std::size_t ldm, const uint32_t* lanes, std::size_t mt,
+               std::size_t nc, const SparseOutArgs& e, float* y, std::size_t ldy) {
   const __mmask16 cm = static_cast<__mmask16>(nc >= 16 ? 0xFFFFu : ((1u << nc) - 1u));
   const __m512i cs = _mm512_maskz_loadu_epi32(cm, e.colsum);
   const __m512 ws = _mm512_maskz_loadu_ps(cm, e.w_scale);
-  const __m512 bias = e.bias ? _mm512_maskz_loadu_ps(cm, e.bias) : _mm512_setzero_ps();
-  auto row = [&](__m512i raw, std::size_t r) {
-    const __m512i a =
-        _mm512_sub_epi32(raw, _mm512_mullo_epi32(_mm512_set1_epi32(e.row_zpoff[r]), cs));
-    const __m512 mult = _mm512_mul_ps(_mm512_set1_ps(e.row_scale[r]), ws);
-    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(a), mult);
-    if (e.bias) v = _mm512_add_ps(v, bias);
-    if (e.relu) {  // v <= 0 (ordered: false for NaN) -> +0.0, as np.maximum(v, 0)
-      const __mmask16 le = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LE_OQ);
-      v = _mm512_mask_mov_ps(v, le, _mm512_setzero_ps());
-    }
-    _mm512_mask_storeu_ps(y + r * ldy, cm, v);
-  };
+  const __m512 bias = kBias ? _mm512_maskz_loadu_ps(cm, e.bias) : _mm512_setzero_ps();
+  const int32_t* zp = e.row_zpoff;
+  const float* rs = e.row_scale;
   if (ldm == 8) {
     __m512i r[8];
     gather_rows8(acc, lanes, r);
-    for (std::size_t i = 0; i < mt; ++i) row(r[i], i);
+    for (std::size_t i = 0; i < mt; ++i)
+      out_row<kBias, kRelu>(r[i], zp[i], rs[i], cs, ws, bias, cm, y + i * ldy);
     return;
   }
-  for (std::size_t r0 = 0; r0 < mt; r0 += 16) {
+  std::size_t r0 = 0;
+  for (; r0 + 16 <= mt; r0 += 16) {
     __m512i r[16];
     gather_rows16(acc, ldm, lanes, r0, r);
-    const std::size_t rows = mt - r0 < 16 ? mt - r0 : 16;
-    for (std::size_t i = 0; i < rows; ++i) row(r[i], r0 + i);
+    float* yb = y + r0 * ldy;
+#define EP_ROW(I) \
+  out_row<kBias, kRelu>(r[I], zp[r0 + I], rs[r0 + I], cs, ws, bias, cm, yb + I * ldy)
+    EP_FOR_16_LANES(EP_ROW);
+#undef EP_ROW
   }
+  if (r0 < mt) {
+    __m512i r[16];
+    gather_rows16(acc, ldm, lanes, r0, r);
+    for (std::size_t i = 0; r0 + i < mt; ++i)
+      out_row<kBias, kRelu>(r[i], zp[r0 + i], rs[r0 + i], cs, ws, bias, cm, y + (r0 + i) * ldy);
+  }
+}
+
+void out_f32(const int32_t* acc, std::size_t ldm, const uint32_t* lanes, std::size_t mt,
+             std::size_t nc, const SparseOutArgs& e, float* y, std::size_t ldy) {
+  if (e.bias)
+    return e.relu ? out_f32_t<true, true>(acc, ldm, lanes, mt, nc, e, y, ldy)
+                  : out_f32_t<true, false>(acc, ldm, lanes, mt, nc, e, y, ldy);
+  return e.relu ? out_f32_t<false, true>(acc, ldm, lanes, mt, nc, e, y, ldy)
+                : out_f32_t<false, false>(acc, ldm, lanes, mt, nc, e, y, ldy);
 }
 
 // SparsePackPanelFn for R = 16: 16 rows x 64 bytes (16 groups of 4 k) per step, loaded with a
