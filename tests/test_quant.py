@@ -77,7 +77,7 @@ def test_matches_torch_per_tensor(dtype: str, threads: int) -> None:
 
     With a nonzero zero point torch's FBGEMM path computes rint(fma(x, 1/scale, zp)): one
     rounding instead of two, so near-ties can land one step apart. edgepack keeps
-    rint(x * (1/scale)) + zp, which is what torch.quantize_per_channel computes."""
+    rint(x * (1/scale)) + zp (the spec, quant_ref.py)."""
     x = np.concatenate([data(100_003, 20.0), edge_values()[np.isfinite(edge_values())]])
     xt = torch.from_numpy(x)
     for scale in (0.05, 0.37, 1.0, 0.1):
@@ -106,9 +106,18 @@ def test_matches_torch_per_channel(dtype: str, threads: int) -> None:
         zps = torch.from_numpy(RNG.integers(lo, hi + 1, c)).long()
         want = torch.quantize_per_channel(x, scales, zps, axis, TORCH_Q[dtype]).int_repr()
         got = ep.quantize(x, scales, zps, axis=axis, dtype=dtype)
-        assert torch.equal(got, want), axis
+        # torch adds the zero point before it rounds (float(x * inv) + zp, then rint), so an
+        # exact-looking near-tie can land one step from the spec's rint(x * inv) + zp. Anywhere
+        # else the two must agree bit for bit (a fixed seed passed by luck before: seen at
+        # x / scale = 14.499991 with zp 157, torch 172, spec 171).
+        diff = (got.int() - want.int()).abs()
+        assert int(diff.max()) <= 1, axis
+        shape = [1, 1, 1]
+        shape[axis] = c
+        v = (x / scales.float().reshape(shape)).double()[diff > 0]
+        assert bool(torch.all((v.abs() - v.abs().floor() - 0.5).abs() < 1e-4)), axis
         got_neg = ep.quantize(x, scales, zps, axis=axis - 3, dtype=dtype)
-        assert torch.equal(got_neg, want), axis - 3
+        assert torch.equal(got_neg, got), axis - 3
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
