@@ -241,6 +241,49 @@ def test_repacked_weights_are_byte_identical_and_stored_once(tmp_path, sparse, z
     assert n < q[0].packed_nbytes + 2 * 4 * 256
 
 
+@pytest.mark.skipif(not hasattr(edgepack, "pack_auto"), reason="no sparse kernels in this build")
+def test_auto_packing_is_chosen_again_on_the_loading_cpu(tmp_path, monkeypatch):
+    """A layer packed with sparse="auto" got the saving CPU's timed dense/sparse pick; load
+    times it again here (the crossover is per CPU), while forced picks stay as saved."""
+    import edgepack.sparse as sp
+
+    torch.manual_seed(7)
+    lin = nn.Linear(256, 256)
+    with torch.no_grad():  # 90% of the 1 x 4 blocks zero: sparse is the smaller packing
+        keep = (torch.rand(256, 64) >= 0.9).repeat_interleave(4, dim=1)
+        lin.weight.mul_(keep)
+    x = torch.randn(5, 256)
+
+    def model_with(crossover: float) -> nn.Sequential:
+        monkeypatch.setattr(sp, "sparse_crossover", lambda *a, **k: crossover)
+        return nn.Sequential(QuantLinear.from_float(lin, sparse="auto"),
+                             QuantLinear.from_float(lin, sparse="never"))
+
+    saver = model_with(0.0)  # the saving CPU: sparse always wins
+    assert [m.packed_kind for m in saver] == ["sparse", "dense"]
+    assert saver[0].sparse_policy == "auto" and saver[1].sparse_policy == "never"
+    p = tmp_path / "auto.ep"
+    edgepack.save(saver, p)
+    assert p.read_bytes().count(b'"packing":"auto"') == 1
+
+    monkeypatch.setattr(sp, "sparse_crossover", lambda *a, **k: 1.0)  # here: dense always wins
+    here = edgepack.load(p)
+    assert [m.packed_kind for m in here] == ["dense", "dense"]
+    assert here[0].sparse_policy == "auto" and here[1].sparse_policy is None
+    with torch.no_grad():
+        assert torch.equal(here(x), saver(x))  # the same outputs, bit for bit
+    monkeypatch.setattr(sp, "sparse_crossover", lambda *a, **k: 0.0)
+    assert [m.packed_kind for m in edgepack.load(p)] == ["sparse", "dense"]
+
+    buf = p.read_bytes()
+
+    def bad_choice(h):
+        h["model"]["children"][0][1]["packing"] = "fastest"
+
+    with pytest.raises(ValueError, match="unknown packing choice"):
+        loads(_rewrite_header(buf, bad_choice))
+
+
 def test_old_format_version_is_refused_clearly(tmp_path):
     p = tmp_path / "m.ep"
     edgepack.save(nn.Sequential(nn.Linear(3, 2)), p)

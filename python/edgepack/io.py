@@ -18,7 +18,11 @@ packed buffer: their int8 weights [N, K] in the smallest of three exact encoding
 bitmap of the non-zero 1 x B blocks plus those blocks' values; a bitmap of the non-zero weights
 plus their values), with the per-channel scales and the bias;
 load packs them again (pack_weights / pack_sparse are deterministic, so the packed buffer and the
-outputs are bit-identical; column sums and padding are derived, not stored).
+outputs are bit-identical; column sums and padding are derived, not stored). A layer whose
+dense-or-sparse packing was picked by timing (sparse="auto": pack_auto's crossover, measured on
+the saving CPU) is marked "packing": "auto", and load times the pick again on the loading CPU;
+forced picks ("never", "always", "smaller") load as saved. Either packing computes the same
+outputs bit for bit, so only speed depends on the pick.
 Files of format version 1 (packed buffers, 64-byte aligned sections) are refused with an error
 naming the version: save the model again with this edgepack.
 
@@ -315,6 +319,8 @@ def _enc_quant_linear(m: QuantLinear, w: _Writer) -> dict[str, Any]:
     if m.act_scale is not None:
         d["act_scale"] = m.act_scale
         d["act_zero_point"] = m.act_zero_point
+    if getattr(m, "sparse_policy", None) == "auto":
+        d["packing"] = "auto"  # chosen by timing on this CPU: load times it again on its own
     return d
 
 
@@ -374,7 +380,16 @@ def _dec_quant_linear(d: dict[str, Any], r: _Reader) -> QuantLinear:
     if kind not in ("dense", "sparse"):
         raise _fail(f"unknown packed weight kind {kind!r}")
     w_q = _dec_weight(d, r, n, k)
-    if kind == "sparse":
+    choice = _get(d, "packing", str, opt=True)
+    if choice is not None and choice != "auto":
+        raise _fail(f"unknown packing choice {choice!r}")
+    if choice == "auto":
+        # The saver's dense/sparse pick was a speed measurement of its CPU (pack_auto's
+        # crossover); the loading CPU may differ (an AMX server saves, a phone loads), so pick
+        # again here. Both packings compute the same outputs bit for bit.
+        packed = _backend.pack_linear(torch.from_numpy(w_q), torch.from_numpy(scale),
+                                      None if bias is None else torch.from_numpy(bias), "auto")
+    elif kind == "sparse":
         bk = _get(d, "block_k", int)
         if bk not in (4, 8, 16):
             raise _fail(f"bad sparse block size {bk}")
@@ -392,7 +407,7 @@ def _dec_quant_linear(d: dict[str, Any], r: _Reader) -> QuantLinear:
     return QuantLinear(packed, k, n, torch.from_numpy(scale),
                        None if bias is None else torch.from_numpy(bias),
                        relu=bool(_get(d, "relu", bool)),
-                       act_scale=a_s, act_zero_point=a_z)
+                       act_scale=a_s, act_zero_point=a_z, sparse_policy=choice)
 
 
 def _decode(d: object, r: _Reader, depth: int = 0) -> nn.Module:

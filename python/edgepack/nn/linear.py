@@ -50,8 +50,17 @@ class QuantLinear(nn.Module):
         relu: bool = False,
         act_scale: float | None = None,
         act_zero_point: int | None = None,
+        sparse_policy: str | None = None,
     ) -> None:
         super().__init__()
+        # How the packing was chosen (pack_linear's `sparse`); "auto" is a speed measurement of
+        # the CPU that packed the layer, which edgepack.load repeats on the CPU that loads it.
+        # None: a packing handed in as is.
+        if sparse_policy not in (None, "auto", "smaller", "never", "always"):
+            raise ValueError(
+                f"sparse_policy must be None, 'auto', 'smaller', 'never' or 'always', got "
+                f"{sparse_policy!r}")
+        self.sparse_policy = sparse_policy
         self.packed = packed  # property: also caches the raw buffer of dense packings
         self.in_features = int(in_features)
         self.out_features = int(out_features)
@@ -79,7 +88,7 @@ class QuantLinear(nn.Module):
         packed = _backend.pack_linear(w_q, scale, bias, sparse)
         a_s, a_z = act_qparams if act_qparams is not None else (None, None)
         return cls(packed, mod.in_features, mod.out_features, scale, bias, relu=relu,
-                   act_scale=a_s, act_zero_point=a_z)
+                   act_scale=a_s, act_zero_point=a_z, sparse_policy=sparse)
 
     @property
     def packed(self) -> Any:
