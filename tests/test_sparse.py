@@ -372,6 +372,25 @@ def test_pack_auto_needs_dense_path():
     assert not isinstance(edgepack.pack_auto(w, scale, batch=1), edgepack.PackedSparseLinear)
 
 
+def test_pack_auto_times_only_what_could_be_chosen(monkeypatch):
+    # A layer whose sparse packing is bigger than the dense one is packed dense without timing
+    # (load and compress of a pretrained model with a few natural zeros stay fast).
+    if not hasattr(edgepack, "pack_weights"):
+        pytest.skip("edgepack.pack_weights (dense GEMM) not in this build")
+
+    def no_timing(*a, **k):
+        raise AssertionError("sparse_crossover timed a layer that cannot go sparse")
+
+    monkeypatch.setattr(edgepack.sparse, "sparse_crossover", no_timing)
+    w, scale, bias = layer(64, 128, 0.0)
+    w = w.copy()
+    w[::7, 5] = 0  # a few natural zeros, no zero block
+    assert not isinstance(edgepack.pack_auto(w, scale, bias=bias), edgepack.PackedSparseLinear)
+    monkeypatch.setattr(edgepack.sparse, "sparse_crossover", lambda *a, **k: 0.5)
+    very_sparse = pruned(64, 128, 0.95, structure="block")
+    assert isinstance(edgepack.pack_auto(very_sparse, scale), edgepack.PackedSparseLinear)
+
+
 def test_pack_auto_logic_with_stand_in_dense(monkeypatch):
     # The selection machinery (timing, linear crossover fit, per-shape cache, decision) tested
     # now, with a stand-in for the dense path that computes the reference; the real dense path

@@ -270,11 +270,11 @@ def pack_auto(
     """
     edgepack = _dense_api()
     sp = pack_sparse(w_q, scale, bias=bias, block=block)
+    dense = edgepack.pack_weights(w_q, scale, bias=bias)
+    if sp.nbytes > dense.nbytes:  # bigger is never chosen: no need to time it (a dense layer
+        return dense  # with a few natural zeros, e.g. every layer of a pretrained transformer)
     n, k = sp.shape
-    if sp.block_sparsity >= sparse_crossover(n, k, batch=batch, block=block):
-        dense = edgepack.pack_weights(w_q, scale, bias=bias)
-        return sp if sp.nbytes <= dense.nbytes else dense
-    return edgepack.pack_weights(w_q, scale, bias=bias)
+    return sp if sp.block_sparsity >= sparse_crossover(n, k, batch=batch, block=block) else dense
 
 
 def linear_auto(x: ArrayLike, packed: Any, *, relu: bool = False) -> ArrayLike:
