@@ -32,7 +32,7 @@ def test_compress_and_report(tmp_path, capsys):
     cfg = tmp_path / "recipe.json"
     cfg.write_text('{"sparse": "never", "skip": ["11"]}')
     assert main(["compress", str(sd), str(out), "--arch", "edgepack.demo:reference_cnn",
-                 "--input-shape", "2,1,28,28", "--config", str(cfg)]) == 0
+                 "--input-shape", "2,1,28,28", "--config", str(cfg), "--rows-per-call", "4"]) == 0
     text = capsys.readouterr().out
     assert "smaller" in text and "kept fp32: 11" in text
     loaded = edgepack.load(out)
@@ -68,3 +68,6 @@ def test_cli_errors(tmp_path):
               "edgepack.demo:reference_cnn", "--config", str(bad)])
     with pytest.raises(SystemExit, match="arch"):
         main(["compress", str(sd), str(tmp_path / "o.ep"), "--arch", "edgepack.demo:nope"])
+    with pytest.raises(SystemExit, match="rows_per_call"):
+        main(["compress", str(sd), str(tmp_path / "o.ep"), "--arch",
+              "edgepack.demo:reference_cnn", "--rows-per-call", "0"])

@@ -335,6 +335,9 @@ def test_errors():
         edgepack.compress(lambda x: x)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="activations"):
         edgepack.compress(m, CompressionConfig(activations="int4"))
+    for rows in (0, True, 2.5, 1 << 21):
+        with pytest.raises(ValueError, match="rows_per_call"):
+            edgepack.compress(m, CompressionConfig(rows_per_call=rows))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_metric_drop"):
         edgepack.compress(m, CompressionConfig(mode="local"), eval_fn=lambda _: 1.0)
     with pytest.raises(ValueError, match="eval_fn"):
@@ -477,6 +480,31 @@ def test_sparse_static_activations_equal_dense():
     assert qs.packed_kind == "sparse"
     xl = torch.randn(5, 64)
     assert torch.equal(qs(xl), qd(xl))
+
+
+@pytest.mark.skipif(not _backend.has_sparse(), reason="sparse kernels not in this build")
+def test_auto_sparse_times_the_crossover_at_rows_per_call(monkeypatch):
+    import edgepack.sparse as sp
+
+    asked: list[int] = []
+
+    def crossover(n, k, *, batch=1, **kw):
+        asked.append(batch)
+        return 0.0 if batch <= 8 else 1.0  # this CPU: sparse pays at few rows only
+
+    monkeypatch.setattr(sp, "sparse_crossover", crossover)
+    m = mlp()
+    with torch.no_grad():
+        for lin in m.modules():
+            if isinstance(lin, nn.Linear):
+                keep = torch.rand(lin.out_features, -(-lin.in_features // 4)) >= 0.9
+                lin.weight.mul_(keep.repeat_interleave(4, dim=1)[:, : lin.in_features])
+    kinds = {}
+    for rows in (1, 64):
+        c = edgepack.compress(m, CompressionConfig(rows_per_call=rows))
+        kinds[rows] = {q.packed_kind for q in c.modules() if isinstance(q, QuantLinear)}
+    assert kinds == {1: {"sparse"}, 64: {"dense"}}
+    assert set(asked) == {1, 64}
 
 
 @pytest.mark.skipif(not _backend.has_sparse(), reason="sparse kernels not in this build")

@@ -254,25 +254,31 @@ def test_auto_packing_is_chosen_again_on_the_loading_cpu(tmp_path, monkeypatch):
         lin.weight.mul_(keep)
     x = torch.randn(5, 256)
 
-    def model_with(crossover: float) -> nn.Sequential:
-        monkeypatch.setattr(sp, "sparse_crossover", lambda *a, **k: crossover)
-        return nn.Sequential(QuantLinear.from_float(lin, sparse="auto"),
-                             QuantLinear.from_float(lin, sparse="never"))
+    batches: list[int] = []
 
-    saver = model_with(0.0)  # the saving CPU: sparse always wins
-    assert [m.packed_kind for m in saver] == ["sparse", "dense"]
+    def timed(crossover: float):
+        def crossover_at(n, k, *, batch=1, **kw):
+            batches.append(batch)
+            return crossover
+        return crossover_at
+
+    monkeypatch.setattr(sp, "sparse_crossover", timed(0.0))  # the saving CPU: sparse wins
+    saver = nn.Sequential(QuantLinear.from_float(lin, sparse="auto", rows_per_call=48),
+                          QuantLinear.from_float(lin, sparse="never"))
+    assert [m.packed_kind for m in saver] == ["sparse", "dense"] and batches == [48]
     assert saver[0].sparse_policy == "auto" and saver[1].sparse_policy == "never"
     p = tmp_path / "auto.ep"
     edgepack.save(saver, p)
-    assert p.read_bytes().count(b'"packing":"auto"') == 1
+    assert p.read_bytes().count(b'"packing":"auto","packing_rows":48') == 1
 
-    monkeypatch.setattr(sp, "sparse_crossover", lambda *a, **k: 1.0)  # here: dense always wins
+    monkeypatch.setattr(sp, "sparse_crossover", timed(1.0))  # here: dense always wins
     here = edgepack.load(p)
-    assert [m.packed_kind for m in here] == ["dense", "dense"]
+    assert [m.packed_kind for m in here] == ["dense", "dense"] and batches == [48, 48]
     assert here[0].sparse_policy == "auto" and here[1].sparse_policy is None
+    assert here[0].rows_per_call == 48
     with torch.no_grad():
         assert torch.equal(here(x), saver(x))  # the same outputs, bit for bit
-    monkeypatch.setattr(sp, "sparse_crossover", lambda *a, **k: 0.0)
+    monkeypatch.setattr(sp, "sparse_crossover", timed(0.0))
     assert [m.packed_kind for m in edgepack.load(p)] == ["sparse", "dense"]
 
     buf = p.read_bytes()
@@ -280,8 +286,17 @@ def test_auto_packing_is_chosen_again_on_the_loading_cpu(tmp_path, monkeypatch):
     def bad_choice(h):
         h["model"]["children"][0][1]["packing"] = "fastest"
 
+    def bad_rows(h):
+        h["model"]["children"][0][1]["packing_rows"] = 0
+
+    def rows_without_auto(h):
+        h["model"]["children"][1][1]["packing_rows"] = 8
+
     with pytest.raises(ValueError, match="unknown packing choice"):
         loads(_rewrite_header(buf, bad_choice))
+    for edit in (bad_rows, rows_without_auto):
+        with pytest.raises(ValueError, match="bad packing_rows"):
+            loads(_rewrite_header(buf, edit))
 
 
 def test_old_format_version_is_refused_clearly(tmp_path):

@@ -43,9 +43,13 @@ def add_subcommands(sub: Any) -> None:
     _model_args(c)
     c.add_argument("--config", metavar="JSON", help="a recipe: JSON file of "
                    "edgepack.CompressionConfig fields, e.g. {\"sparse\": \"always\", "
-                   "\"skip\": [\"classifier\"]}; --activations/--sparse override it")
+                   "\"skip\": [\"classifier\"]}; --activations/--sparse/--rows-per-call "
+                   "override it")
     c.add_argument("--activations", choices=("dynamic", "static"), default=None)
     c.add_argument("--sparse", choices=("auto", "smaller", "never", "always"), default=None)
+    c.add_argument("--rows-per-call", type=int, default=None, metavar="ROWS",
+                   help="rows a linear layer sees per call in deployment (tokens x sequences "
+                   "for a transformer); --sparse auto times dense vs sparse at this many")
     c.add_argument("--prune", type=float, default=0.0, metavar="AMOUNT",
                    help="block-prune (1x4) this fraction of every Conv2d/Linear first, without "
                    "fine-tuning (accuracy is the user's to check)")
@@ -201,10 +205,12 @@ def cmd_compress(args: argparse.Namespace) -> int:
         fields["activations"] = args.activations
     if args.sparse:
         fields["sparse"] = args.sparse
+    if args.rows_per_call is not None:
+        fields["rows_per_call"] = args.rows_per_call
     try:
         cfg = edgepack.CompressionConfig(**fields)
         cfg.validate()
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise SystemExit(f"--config: {e}") from e
     calib = None
     if cfg.activations == "static":

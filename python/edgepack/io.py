@@ -20,9 +20,9 @@ plus their values), with the per-channel scales and the bias;
 load packs them again (pack_weights / pack_sparse are deterministic, so the packed buffer and the
 outputs are bit-identical; column sums and padding are derived, not stored). A layer whose
 dense-or-sparse packing was picked by timing (sparse="auto": pack_auto's crossover, measured on
-the saving CPU) is marked "packing": "auto", and load times the pick again on the loading CPU;
-forced picks ("never", "always", "smaller") load as saved. Either packing computes the same
-outputs bit for bit, so only speed depends on the pick.
+the saving CPU at "packing_rows" rows per call) is marked "packing": "auto", and load times the
+pick again on the loading CPU at the same rows; forced picks ("never", "always", "smaller") load
+as saved. Either packing computes the same outputs bit for bit, so only speed depends on it.
 Files of format version 1 (packed buffers, 64-byte aligned sections) are refused with an error
 naming the version: save the model again with this edgepack.
 
@@ -321,6 +321,7 @@ def _enc_quant_linear(m: QuantLinear, w: _Writer) -> dict[str, Any]:
         d["act_zero_point"] = m.act_zero_point
     if getattr(m, "sparse_policy", None) == "auto":
         d["packing"] = "auto"  # chosen by timing on this CPU: load times it again on its own
+        d["packing_rows"] = int(getattr(m, "rows_per_call", 1))  # at this many rows per call
     return d
 
 
@@ -383,12 +384,17 @@ def _dec_quant_linear(d: dict[str, Any], r: _Reader) -> QuantLinear:
     choice = _get(d, "packing", str, opt=True)
     if choice is not None and choice != "auto":
         raise _fail(f"unknown packing choice {choice!r}")
+    rows = _get(d, "packing_rows", int, opt=True)
+    if rows is not None and (choice != "auto" or not 1 <= rows <= 1 << 20):
+        raise _fail(f"bad packing_rows {rows!r}")
+    rows = 1 if rows is None else rows
     if choice == "auto":
         # The saver's dense/sparse pick was a speed measurement of its CPU (pack_auto's
         # crossover); the loading CPU may differ (an AMX server saves, a phone loads), so pick
-        # again here. Both packings compute the same outputs bit for bit.
+        # again here, at the same rows per call. Both packings compute the same outputs.
         packed = _backend.pack_linear(torch.from_numpy(w_q), torch.from_numpy(scale),
-                                      None if bias is None else torch.from_numpy(bias), "auto")
+                                      None if bias is None else torch.from_numpy(bias), "auto",
+                                      rows)
     elif kind == "sparse":
         bk = _get(d, "block_k", int)
         if bk not in (4, 8, 16):
@@ -407,7 +413,8 @@ def _dec_quant_linear(d: dict[str, Any], r: _Reader) -> QuantLinear:
     return QuantLinear(packed, k, n, torch.from_numpy(scale),
                        None if bias is None else torch.from_numpy(bias),
                        relu=bool(_get(d, "relu", bool)),
-                       act_scale=a_s, act_zero_point=a_z, sparse_policy=choice)
+                       act_scale=a_s, act_zero_point=a_z, sparse_policy=choice,
+                       rows_per_call=rows)
 
 
 def _decode(d: object, r: _Reader, depth: int = 0) -> nn.Module:

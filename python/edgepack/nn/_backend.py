@@ -44,12 +44,14 @@ def packed_kind(packed: object) -> str:
 
 
 def pack_linear(
-    w_q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None, sparse: str = "auto"
+    w_q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None, sparse: str = "auto",
+    rows: int = 1,
 ) -> Any:
     """Pack int8 weights [N, K] (+ float32 scale [N], bias [N]) for the kernels.
 
     sparse: "never" -> dense; "always" -> block-sparse (needs the sparse kernels); "auto" ->
-    edgepack.pack_auto's measured choice when the build has it, else dense; "smaller" ->
+    edgepack.pack_auto's measured choice (at `rows` rows per call) when the build has it, else
+    dense; "smaller" ->
     sparse exactly when it is smaller than dense (no timing: a deterministic, file-size-first
     choice; also what convs use for "auto", see QuantConv2d.from_float).
     """
@@ -62,7 +64,7 @@ def pack_linear(
     # shape on this CPU) when the weights hold zeros at all, and keeps its sparse choice only if
     # it is also smaller than the dense packing: sparse must pay in bytes and in time.
     if sparse == "auto" and hasattr(_ep(), "pack_auto") and bool((w_q == 0).any()):
-        packed = _ep().pack_auto(w_q, scale, bias=b)
+        packed = _ep().pack_auto(w_q, scale, bias=b, batch=rows)
         if not is_sparse(packed):
             return packed
         dense = _need("pack_weights")(w_q, scale, bias=b)

@@ -51,6 +51,7 @@ class QuantLinear(nn.Module):
         act_scale: float | None = None,
         act_zero_point: int | None = None,
         sparse_policy: str | None = None,
+        rows_per_call: int = 1,
     ) -> None:
         super().__init__()
         # How the packing was chosen (pack_linear's `sparse`); "auto" is a speed measurement of
@@ -61,6 +62,9 @@ class QuantLinear(nn.Module):
                 f"sparse_policy must be None, 'auto', 'smaller', 'never' or 'always', got "
                 f"{sparse_policy!r}")
         self.sparse_policy = sparse_policy
+        if isinstance(rows_per_call, bool) or not 1 <= int(rows_per_call) <= 1 << 20:
+            raise ValueError(f"rows_per_call must be in [1, 2**20], got {rows_per_call!r}")
+        self.rows_per_call = int(rows_per_call)  # the rows "auto" timed the choice at
         self.packed = packed  # property: also caches the raw buffer of dense packings
         self.in_features = int(in_features)
         self.out_features = int(out_features)
@@ -81,14 +85,17 @@ class QuantLinear(nn.Module):
         relu: bool = False,
         sparse: str = "auto",
         act_qparams: tuple[float, int] | None = None,
+        rows_per_call: int = 1,
     ) -> QuantLinear:
-        """Quantize an nn.Linear (pruning masks honoured)."""
+        """Quantize an nn.Linear (pruning masks honoured). sparse="auto" picks dense or sparse
+        by speed at `rows_per_call` rows per call (see CompressionConfig.rows_per_call)."""
         w_q, scale = quantize_weight(effective_weight(mod))
         bias = None if mod.bias is None else effective_weight(mod, "bias")
-        packed = _backend.pack_linear(w_q, scale, bias, sparse)
+        packed = _backend.pack_linear(w_q, scale, bias, sparse, rows_per_call)
         a_s, a_z = act_qparams if act_qparams is not None else (None, None)
         return cls(packed, mod.in_features, mod.out_features, scale, bias, relu=relu,
-                   act_scale=a_s, act_zero_point=a_z, sparse_policy=sparse)
+                   act_scale=a_s, act_zero_point=a_z, sparse_policy=sparse,
+                   rows_per_call=rows_per_call)
 
     @property
     def packed(self) -> Any:

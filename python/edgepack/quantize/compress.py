@@ -94,7 +94,8 @@ def _build(
         return QuantConv2d.from_float(m, relu=relu, sparse=sparse, act_qparams=act,
                                       act_granularity=gran)
     if isinstance(m, nn.Linear):
-        return QuantLinear.from_float(m, relu=relu, sparse=sparse, act_qparams=act)
+        return QuantLinear.from_float(m, relu=relu, sparse=sparse, act_qparams=act,
+                                      rows_per_call=cfg.rows_per_call)
     raise TypeError(f"cannot quantize {type(m).__name__}")
 
 
