@@ -77,19 +77,6 @@ AType a_type(const py::array& a, const char* name) {
                        std::string(py::str(a.dtype())));
 }
 
-void check_zp(AType t, int zp, const char* name) {
-  const int lo = t == AType::kS8 ? -128 : 0, hi = t == AType::kS8 ? 127 : 255;
-  if (zp < lo || zp > hi)
-    throw py::value_error(std::string(name) + " " + std::to_string(zp) + " is out of range [" +
-                          std::to_string(lo) + ", " + std::to_string(hi) + "] for " +
-                          (t == AType::kS8 ? "int8" : "uint8") + " input");
-}
-
-void check_scale(float s, const char* name) {
-  if (!std::isfinite(s) || !(s > 0.0f) || !std::isfinite(1.0f / s))
-    throw py::value_error(std::string(name) + " must be finite and > 0, got " + std::to_string(s));
-}
-
 py::array pack(const py::array& w, const py::array& scale, const py::object& bias) {
   const int8_t* wp = in_ptr<int8_t>(w, "w_q", "int8");
   if (w.ndim() != 2) throw py::value_error("w_q must be 2-D [N, K]");
@@ -236,10 +223,7 @@ py::array conv2d_u8(const py::array& x, const py::object& buf, int kh, int kw, i
 py::array conv2d_u8_raw(std::uintptr_t addr, std::size_t n, std::size_t c, std::size_t h,
                         std::size_t w, const py::object& buf, int kh, int kw, int sh, int sw,
                         int dh, int dw, bool relu) {
-  if (addr == 0 || addr % alignof(float) != 0)
-    throw py::value_error("x address must be non-null and float-aligned");
-  return conv2d_u8_core(reinterpret_cast<const float*>(addr), n, h, w, c, buf, kh, kw, sh, sw, dh,
-                        dw, relu, true);
+  return conv2d_u8_core(raw_float_ptr(addr), n, h, w, c, buf, kh, kw, sh, sw, dh, dw, relu, true);
 }
 
 py::array conv2d_u8_core(const float* xp, std::size_t n, std::size_t h, std::size_t w,
@@ -271,12 +255,10 @@ py::array conv2d_u8_core(const float* xp, std::size_t n, std::size_t h, std::siz
   check_outputs(m, v.n);
   float wmax = 0.0f;
   for (std::size_t i = 0; i < v.n; ++i) wmax = std::max(wmax, v.scale[i]);
-  const auto sn = static_cast<py::ssize_t>(n), so = static_cast<py::ssize_t>(v.n),
-             sy = static_cast<py::ssize_t>(oh), sx = static_cast<py::ssize_t>(ow);
-  const py::ssize_t f = sizeof(float);
   py::array_t<float> out =
-      nchw ? py::array_t<float>({sn, so, sy, sx}, {sy * sx * so * f, f, sx * so * f, so * f})
-           : py::array_t<float>({sn, sy, sx, so});
+      nchw ? nchw_view_of_nhwc(n, v.n, oh, ow)
+           : py::array_t<float>({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(oh),
+                                 static_cast<py::ssize_t>(ow), static_cast<py::ssize_t>(v.n)});
   float* op = out.mutable_data();
   if (m == 0 || v.n == 0) return out;
   std::vector<uint8_t> q(n * img), a(m * v.k);

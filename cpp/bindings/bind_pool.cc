@@ -9,13 +9,12 @@ namespace edgepack_py {
 namespace {
 
 // x_addr: a torch data_ptr() of dense NHWC memory [n, h, w, c] (a channels_last tensor), kept
-// alive by the caller. Returns float32 [n, c, oh, ow] as an NCHW-shaped view of NHWC memory, the
-// layout of a channels_last torch tensor, so pooling chains never permute.
+// alive by the caller. Returns float32 [n, c, oh, ow] as an NCHW-shaped view of NHWC memory
+// (nchw_view_of_nhwc), so pooling chains never permute.
 py::array maxpool2d_nhwc_raw(std::uintptr_t addr, std::size_t n, std::size_t c, std::size_t h,
                              std::size_t w, int kh, int kw, int sh, int sw, int ph, int pw, int dh,
                              int dw, bool ceil_mode) {
-  if (addr == 0 || addr % alignof(float) != 0)
-    throw py::value_error("x address must be non-null and float-aligned");
+  const float* xp = raw_float_ptr(addr);
   if (kh < 1 || kw < 1 || sh < 1 || sw < 1 || dh < 1 || dw < 1)
     throw py::value_error("kernel_size, stride and dilation must be >= 1");
   if (ph < 0 || pw < 0 || 2 * ph > kh || 2 * pw > kw)
@@ -25,14 +24,10 @@ py::array maxpool2d_nhwc_raw(std::uintptr_t addr, std::size_t n, std::size_t c, 
   if (oh == 0 || ow == 0)
     throw py::value_error("max_pool2d: input " + std::to_string(h) + "x" + std::to_string(w) +
                           " is too small for the window");
-  const auto sn = static_cast<py::ssize_t>(n), sc = static_cast<py::ssize_t>(c),
-             sy = static_cast<py::ssize_t>(oh), sx = static_cast<py::ssize_t>(ow);
-  const py::ssize_t f = sizeof(float);
-  py::array_t<float> out({sn, sc, sy, sx}, {sy * sx * sc * f, f, sx * sc * f, sc * f});
+  py::array_t<float> out = nchw_view_of_nhwc(n, c, oh, ow);
   if (n == 0 || c == 0) return out;
   const edgepack::Pool2dShape s{n, h, w, c, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw};
   float* yp = out.mutable_data();
-  const float* xp = reinterpret_cast<const float*>(addr);
   {
     py::gil_scoped_release nogil;
     edgepack::maxpool2d_nhwc_f32(xp, s, yp);

@@ -11,11 +11,10 @@
 
 namespace edgepack {
 
-// raw = sum a_enc * w with a_enc = a_u8 (kU8) or a_u8 - 128 (kS8); colsum = sum_k w.
-// Returns sum (a_u8 - a_zp) * w, computed modulo 2^32 so it is exact whenever the true value
-// fits int32 (guaranteed for K <= kMaxK) and never signed-overflows.
-// raw - zpoff * colsum, modulo 2^32 (zpoff: the offset between the kernel's A encoding and
-// a_u8 - a_zp, see zp_offset()).
+// raw = sum a_enc * w with a_enc = a_u8 (kU8) or a_u8 - 128 (kS8); colsum = sum_k w;
+// zpoff = zp_offset(fmt, a_zp), the offset between the kernel's A encoding and a_u8 - a_zp.
+// Returns raw - zpoff * colsum = sum (a_u8 - a_zp) * w, computed modulo 2^32 so it is exact
+// whenever the true value fits int32 (guaranteed for K <= kMaxK) and never signed-overflows.
 inline int32_t zp_correct_off(int32_t raw, int32_t zpoff, int32_t colsum) {
   return static_cast<int32_t>(static_cast<uint32_t>(raw) -
                               static_cast<uint32_t>(zpoff) * static_cast<uint32_t>(colsum));
@@ -23,10 +22,6 @@ inline int32_t zp_correct_off(int32_t raw, int32_t zpoff, int32_t colsum) {
 
 inline int32_t zp_offset(AFormat fmt, int32_t a_zp) {
   return fmt == AFormat::kU8 ? a_zp : a_zp - 128;
-}
-
-inline int32_t zp_correct(int32_t raw, AFormat fmt, int32_t a_zp, int32_t colsum) {
-  return zp_correct_off(raw, zp_offset(fmt, a_zp), colsum);
 }
 
 inline float dequant_epilogue(int32_t acc, float a_scale, float w_scale, const float* bias,

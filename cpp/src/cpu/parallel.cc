@@ -29,7 +29,6 @@ thread_local bool t_in_parallel = false;
 // How long an idle worker spins before it sleeps on the condition variable: long enough to
 // catch the next kernel of a layer sequence, short enough not to steal a core for long.
 constexpr auto kSpin = std::chrono::microseconds(200);
-constexpr std::size_t kChunksPerThread = 1;
 
 inline void cpu_relax() {
 #if defined(__x86_64__)
@@ -59,11 +58,12 @@ class Pool {
            const std::function<void(std::size_t, std::size_t)>& fn) {
     if (n == 0) return;
     grain = std::max<std::size_t>(grain, 1);
-    // A few chunks per thread: a worker that is preempted mid-job then holds back only a small
-    // share of the work (the rest is claimed by whoever is running).
-    std::size_t chunks = std::min<std::size_t>(kChunksPerThread * threads_, (n + grain - 1) / grain);
+    // At most one chunk per thread (threads_ >= 1: set_num_threads refuses less); chunks are
+    // claimed dynamically, so the split never depends on which thread runs first.
+    std::size_t chunks =
+        std::min<std::size_t>(static_cast<std::size_t>(threads_), (n + grain - 1) / grain);
     std::unique_lock<std::mutex> run_lock(run_mu_, std::try_to_lock);
-    if (threads_ <= 1 || chunks <= 1 || t_in_parallel || !run_lock.owns_lock()) {
+    if (chunks <= 1 || t_in_parallel || !run_lock.owns_lock()) {
       fn(0, n);
       return;
     }

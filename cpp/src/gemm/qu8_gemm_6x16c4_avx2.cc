@@ -33,15 +33,16 @@
 namespace edgepack {
 namespace {
 
-constexpr std::size_t kKB = 512;   // K block: kMR rows x 512 int16 = 6 KiB of stack
-constexpr int kMR = 6;             // rows per call
+constexpr std::size_t kKB = 512;  // K block: kMR rows x 512 int16 = 6 KiB of stack
+constexpr int kMR = 6;            // rows per call
 
 // Zero-extends n (a multiple of 8) bytes of src into int16 dst.
 inline void widen(const uint8_t* src, int16_t* dst, std::size_t n) {
   std::size_t i = 0;
   for (; i + 16 <= n; i += 16)
-    _mm256_store_si256(reinterpret_cast<__m256i*>(dst + i),
-                       _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+    _mm256_store_si256(
+        reinterpret_cast<__m256i*>(dst + i),
+        _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
   if (i < n)
     _mm_store_si128(reinterpret_cast<__m128i*>(dst + i),
                     _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + i))));
@@ -59,7 +60,8 @@ inline __m256i widen_b(const int8_t* p) {
 
 // One pass over the groups of a K block: kl k values, columns of slices s0..s0+kSlices-1.
 template <int MR, int kSlices>
-inline void pass(std::size_t kl, const int16_t (*aw)[kKB], const int8_t* bg, __m256i (*acc)[kSlices]) {
+inline void pass(std::size_t kl, const int16_t (*aw)[kKB], const int8_t* bg,
+                 __m256i (*acc)[kSlices]) {
   __m256i x[MR][kSlices];
   for (int r = 0; r < MR; ++r)
     for (int j = 0; j < kSlices; ++j) x[r][j] = acc[r][j];
@@ -76,7 +78,7 @@ inline void pass(std::size_t kl, const int16_t (*aw)[kKB], const int8_t* bg, __m
     for (int j = 0; j < kSlices; ++j) acc[r][j] = x[r][j];
 }
 
-template <int MR, int kSlices = (MR <= 2 ? 4 : MR <= 6 ? 2 : 1)>
+template <int MR, int kSlices = (MR <= 2 ? 4 : 2)>  // MR <= kMR = 6
 void ukernel_t(std::size_t kp, const uint8_t* a, std::size_t lda, const int8_t* b, int32_t* c,
                std::size_t ldc) {
   constexpr int kPasses = 4 / kSlices;
@@ -102,15 +104,27 @@ void ukernel_t(std::size_t kp, const uint8_t* a, std::size_t lda, const int8_t* 
     }
 }
 
-void ukernel(std::size_t mr, std::size_t kp, const uint8_t* a, std::size_t lda,
-             const int8_t* b, int32_t* c, std::size_t ldc) {
+void ukernel(std::size_t mr, std::size_t kp, const uint8_t* a, std::size_t lda, const int8_t* b,
+             int32_t* c, std::size_t ldc) {
   switch (mr) {
-    case 6: ukernel_t<6>(kp, a, lda, b, c, ldc); break;
-    case 5: ukernel_t<5>(kp, a, lda, b, c, ldc); break;
-    case 4: ukernel_t<4>(kp, a, lda, b, c, ldc); break;
-    case 3: ukernel_t<3>(kp, a, lda, b, c, ldc); break;
-    case 2: ukernel_t<2>(kp, a, lda, b, c, ldc); break;
-    default: ukernel_t<1>(kp, a, lda, b, c, ldc); break;
+    case 6:
+      ukernel_t<6>(kp, a, lda, b, c, ldc);
+      break;
+    case 5:
+      ukernel_t<5>(kp, a, lda, b, c, ldc);
+      break;
+    case 4:
+      ukernel_t<4>(kp, a, lda, b, c, ldc);
+      break;
+    case 3:
+      ukernel_t<3>(kp, a, lda, b, c, ldc);
+      break;
+    case 2:
+      ukernel_t<2>(kp, a, lda, b, c, ldc);
+      break;
+    default:
+      ukernel_t<1>(kp, a, lda, b, c, ldc);
+      break;
   }
 }
 

@@ -92,11 +92,7 @@ void panel_pass_t(const SparseView& v, std::size_t e_begin, std::size_t e_end, b
           c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0, c12 = c0, c13 = c0, c14 = c0, c15 = c0;
   if (accumulate) {
 #define EP_LOAD(L) c##L = _mm512_loadu_si512(out + L * ldm)
-    // clang-format off
-    EP_LOAD(0); EP_LOAD(1); EP_LOAD(2); EP_LOAD(3); EP_LOAD(4); EP_LOAD(5); EP_LOAD(6);
-    EP_LOAD(7); EP_LOAD(8); EP_LOAD(9); EP_LOAD(10); EP_LOAD(11); EP_LOAD(12); EP_LOAD(13);
-    EP_LOAD(14); EP_LOAD(15);
-    // clang-format on
+    EP_FOR_16_LANES(EP_LOAD);
 #undef EP_LOAD
   }
   for (std::size_t e = e_begin; e < e_end; ++e) {

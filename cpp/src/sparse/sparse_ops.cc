@@ -112,19 +112,19 @@ void sparse_rows_u8(const SparseKernels& kern, const PackedSparse& w, const uint
                                    std::max<uint32_t>(1, v.nslices));
 
   // Per-row terms of the epilogue in the dense GEMM's convention (gemm_epilogue.h):
-  // acc = raw - zpoff * colsum with zpoff = a_zp (kU8) or a_zp - 128 (kS8), the same value
-  // modulo 2^32 as zp_correct.
+  // acc = raw - zpoff * colsum modulo 2^32 (zp_correct_off), zpoff = zp_offset(a_zp).
   std::vector<int32_t> zpoff(m);
   for (std::size_t r = 0; r < m; ++r) zpoff[r] = zp_offset(kern.a_format, a_zp[r]);
   const GemmEpilogues& ep = gemm_epilogues();
+  const GemmEpilogues ref = gemm_epilogues_ref();
   constexpr std::size_t kWinSlices = kSparseSortWindow / kSparseSlice;
   const std::size_t nwin = (v.nslices + kWinSlices - 1) / kWinSlices;
 
   // Output of one sort window (128 columns, rows m0..m0+mt): tb holds its raw sums row-major in
   // column order (row stride kSparseSortWindow). The dense GEMM's dispatched tile epilogue
   // (vector width of the machine, bit-identical to the reference) writes y in 16-column pieces
-  // with contiguous stores; a last piece short of 16 columns goes through the scalar spec, as
-  // the tile epilogue reads 16 columns of colsum/scale/bias.
+  // with contiguous stores; a last piece short of 16 columns goes through the scalar spec
+  // (gemm_epilogues_ref), as the vector tile epilogue reads 16 columns of colsum/scale/bias.
   auto window_epilogue = [&](const int32_t* tb, std::size_t m0, std::size_t mt, std::size_t wbase) {
     const std::size_t wlen = std::min<std::size_t>(kSparseSortWindow, n - wbase);
     TileEpilogueArgs ea{};
@@ -134,21 +134,10 @@ void sparse_rows_u8(const SparseKernels& kern, const PackedSparse& w, const uint
     ea.row_scale = a_scale + m0;
     for (std::size_t c0 = 0; c0 < wlen; c0 += 16) {
       const std::size_t col = wbase + c0, nc = std::min<std::size_t>(16, wlen - c0);
-      float* yo = y + m0 * n + col;
-      if (col + 16 <= n) {
-        ea.colsum = v.colsum + col;
-        ea.w_scale = v.scale + col;
-        ea.bias = v.bias ? v.bias + col : nullptr;
-        ep.f32(tb + c0, mt, nc, ea, yo, n);
-        continue;
-      }
-      for (std::size_t i = 0; i < mt; ++i)
-        for (std::size_t c = 0; c < nc; ++c) {
-          const int32_t raw = tb[i * kSparseSortWindow + c0 + c];
-          const int32_t cc = zp_correct(raw, kern.a_format, a_zp[m0 + i], v.colsum[col + c]);
-          yo[i * n + c] =
-              dequant_epilogue(cc, a_scale[m0 + i], v.scale[col + c], v.bias, col + c, relu);
-        }
+      ea.colsum = v.colsum + col;
+      ea.w_scale = v.scale + col;
+      ea.bias = v.bias ? v.bias + col : nullptr;
+      (col + 16 <= n ? ep : ref).f32(tb + c0, mt, nc, ea, y + m0 * n + col, n);
     }
   };
 
@@ -210,7 +199,7 @@ void sparse_rows_u8(const SparseKernels& kern, const PackedSparse& w, const uint
   const std::size_t group = gwin * kWinSlices;
   parallel_for(ngroups, 1, [&](std::size_t b, std::size_t e) {
     Aligned<int32_t> acc(group * kSparseSlice * TR);
-    Aligned<int32_t> tbuf(TR * kSparseSortWindow);
+    Aligned<int32_t> tbuf(kern.out_f32 ? 0 : TR * kSparseSortWindow);  // unused with out_f32
     // lane_of[c]: the acc row (lane, counted from the group's first slice) of the group's
     // column c; columns past n point at row 0, a valid read whose result is never stored.
     std::vector<uint32_t> lane_of(group * kSparseSlice);
