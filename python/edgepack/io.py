@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from .nn import MaxPool2d, QuantConv2d, QuantEmbedding, QuantLinear, _backend
+from .quantize.config import MAX_ROWS_PER_CALL
 
 MAGIC = b"EDGEPACK"
 VERSION = 2
@@ -385,7 +386,7 @@ def _dec_quant_linear(d: dict[str, Any], r: _Reader) -> QuantLinear:
     if choice is not None and choice != "auto":
         raise _fail(f"unknown packing choice {choice!r}")
     rows = _get(d, "packing_rows", int, opt=True)
-    if rows is not None and (choice != "auto" or not 1 <= rows <= 1 << 20):
+    if rows is not None and (choice != "auto" or not 1 <= rows <= MAX_ROWS_PER_CALL):
         raise _fail(f"bad packing_rows {rows!r}")
     rows = 1 if rows is None else rows
     if choice == "auto":

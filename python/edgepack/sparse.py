@@ -273,8 +273,14 @@ def pack_auto(
     dense = edgepack.pack_weights(w_q, scale, bias=bias)
     if sp.nbytes > dense.nbytes:  # bigger is never chosen: no need to time it (a dense layer
         return dense  # with a few natural zeros, e.g. every layer of a pretrained transformer)
+    return sp if faster_than_dense(sp, batch=batch) else dense
+
+
+def faster_than_dense(sp: PackedSparseLinear, *, batch: int = 1) -> bool:
+    """Whether this sparse packing beats edgepack's dense linear_int8 at `batch` rows per call
+    on this CPU: its block sparsity reaches sparse_crossover for its shape and block."""
     n, k = sp.shape
-    return sp if sp.block_sparsity >= sparse_crossover(n, k, batch=batch, block=block) else dense
+    return sp.block_sparsity >= sparse_crossover(n, k, batch=batch, block=sp.block)
 
 
 def linear_auto(x: ArrayLike, packed: Any, *, relu: bool = False) -> ArrayLike:

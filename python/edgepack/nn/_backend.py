@@ -1,9 +1,9 @@
 """The one place where nn modules meet the packed-weight kernels.
 
 `pack_linear` packs an int8 weight dense or sparse (the sparse kernels plug in here through
-edgepack.pack_sparse / edgepack.pack_auto when the build has them); `run_dynamic` and
-`run_s32` call the kernel that matches the packed object. There is no numpy fallback: a build
-without the int8 GEMM raises a clear RuntimeError.
+edgepack.pack_sparse and edgepack.sparse's measured crossover when the build has them);
+`run_dynamic` calls the kernel that matches the packed object. There is no numpy fallback: a
+build without the int8 GEMM raises a clear RuntimeError.
 """
 
 from __future__ import annotations
@@ -49,30 +49,30 @@ def pack_linear(
 ) -> Any:
     """Pack int8 weights [N, K] (+ float32 scale [N], bias [N]) for the kernels.
 
-    sparse: "never" -> dense; "always" -> block-sparse (needs the sparse kernels); "auto" ->
-    edgepack.pack_auto's measured choice (at `rows` rows per call) when the build has it, else
-    dense; "smaller" ->
-    sparse exactly when it is smaller than dense (no timing: a deterministic, file-size-first
-    choice; also what convs use for "auto", see QuantConv2d.from_float).
+    sparse: "never" -> dense; "always" -> block-sparse (needs the sparse kernels); "smaller"
+    -> sparse exactly when it is smaller than dense (no timing: a deterministic, file-size-first
+    choice; also what convs use for "auto", see QuantConv2d.from_float); "auto" -> sparse when
+    it is smaller and also faster: pack_auto's measured crossover on this CPU at `rows` rows
+    per call (dense when the build has no sparse kernels).
     """
     w_q = w_q.contiguous()
     scale = scale.to(torch.float32).contiguous()
     b = None if bias is None else bias.detach().to(torch.float32).contiguous()
     if sparse == "always":
         return _need("pack_sparse")(w_q, scale, bias=b)
-    # "auto" asks pack_auto (which measures the dense/sparse speed crossover for the layer's
-    # shape on this CPU) when the weights hold zeros at all, and keeps its sparse choice only if
-    # it is also smaller than the dense packing: sparse must pay in bytes and in time.
-    if sparse == "auto" and hasattr(_ep(), "pack_auto") and bool((w_q == 0).any()):
-        packed = _ep().pack_auto(w_q, scale, bias=b, batch=rows)
-        if not is_sparse(packed):
-            return packed
-        dense = _need("pack_weights")(w_q, scale, bias=b)
-        return packed if packed_nbytes(packed) < packed_nbytes(dense) else dense
-    if sparse == "smaller" and has_sparse() and bool((w_q == 0).any()):
+    # Weights without a zero cannot pack smaller sparse. Otherwise both packings are built once:
+    # sparse must pay in bytes (strictly smaller), and for "auto" also in time, which is only
+    # measured for a layer that passed the first test.
+    if sparse in ("auto", "smaller") and has_sparse() and bool((w_q == 0).any()):
         sp = _need("pack_sparse")(w_q, scale, bias=b)
         dense = _need("pack_weights")(w_q, scale, bias=b)
-        return sp if packed_nbytes(sp) < packed_nbytes(dense) else dense
+        if packed_nbytes(sp) >= packed_nbytes(dense):
+            return dense
+        if sparse == "smaller":
+            return sp
+        from .. import sparse as sparse_mod
+
+        return sp if sparse_mod.faster_than_dense(sp, batch=rows) else dense
     if sparse not in ("auto", "smaller", "never"):
         raise ValueError(
             f"sparse must be 'auto', 'smaller', 'never' or 'always', got {sparse!r}")
@@ -116,14 +116,3 @@ def run_dynamic(x2d: torch.Tensor, packed: object, relu: bool) -> torch.Tensor:
 def packed_nbytes(packed: Any) -> int:
     return int(packed.nbytes)
 
-
-def packed_to_bytes(packed: Any) -> bytes:
-    return bytes(packed.to_bytes())
-
-
-def packed_from_bytes(kind: str, data: bytes) -> Any:
-    if kind == "dense":
-        return _need("PackedLinear").from_bytes(data)
-    if kind == "sparse":
-        return _need("PackedSparseLinear").from_bytes(data)
-    raise ValueError(f"unknown packed weight kind {kind!r}")

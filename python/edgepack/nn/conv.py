@@ -135,12 +135,13 @@ class QuantConv2d(nn.Module):
         dil = _pair(mod.dilation)
         k = mod.in_channels * ks[0] * ks[1]
         shim = nn.Linear(k, mod.out_channels, bias=mod.bias is not None)
-        # weights (pruning masks honoured) as [O, kh*kw*C], the im2col column order
+        # weights (pruning masks honoured) as [O, kh*kw*C], the im2col column order: the K order
+        # pruning uses too (as_matrix), so 1x4 blocks pruned there are whole blocks here
+        from ..prune._common import as_matrix
         from ..quantize.weights import effective_weight
 
         with torch.no_grad():
-            w = effective_weight(mod).permute(0, 2, 3, 1).reshape(mod.out_channels, -1)
-            shim.weight.copy_(w)
+            shim.weight.copy_(as_matrix(effective_weight(mod)))
             if mod.bias is not None and shim.bias is not None:
                 shim.bias.copy_(effective_weight(mod, "bias"))
         # "auto" decides by size for a conv: pack_auto's timing is for a given number of rows
@@ -161,14 +162,11 @@ class QuantConv2d(nn.Module):
         return self._idx
 
     def _quantize_images(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """uint8 images [N, P] and their (scale [N], zero_point [N]): calibrated (static) or
-        each image's own min/max range (dynamic: one native call, the dynamic_quant_rows_ref
-        spec; padding does not change the range: zeros are inside it, reflected values too)."""
+        """uint8 images [N, P] with the layer's calibrated (static) range, and the per-image
+        (scale [N], zero_point [N]) the kernels take. Dynamic per-image ranges are quantized
+        inside _core.conv2d_u8 (forward's native path)."""
         lin = self.linear
         n = flat.shape[0]
-        if lin.act_scale is None:
-            q, s, z = _core.quantize_dynamic(flat, "uint8", False, True)  # NaN/inf: ValueError
-            return q, s, z
         s = np.full(n, lin.act_scale, np.float32)
         z = np.full(n, int(lin.act_zero_point or 0), np.int32)
         return _core.quantize(flat, s, z, 0, "uint8"), s, z
@@ -232,7 +230,7 @@ class QuantConv2d(nn.Module):
                 out = out.squeeze(0)
             return out if x.dtype == torch.float32 else out.to(x.dtype)
         idx = self._index(h, w, oh, ow)
-        if lin._native is not None and (self.act_granularity == "image" or lin.is_static):
+        if lin._native is not None and lin.is_static:  # dynamic per-image returned above
             q, scale, zp = self._quantize_images(nhwc.reshape(n, -1).numpy())
             a = _im2col(q.reshape(n, h * w, c), idx, kh * kw)
             rows = oh * ow

@@ -19,6 +19,7 @@ from torch import nn
 
 from .. import _core  # type: ignore[attr-defined]
 from ..kernels import quantize
+from ..quantize.config import MAX_ROWS_PER_CALL
 from ..quantize.weights import effective_weight, quantize_weight
 from . import _backend
 
@@ -62,7 +63,7 @@ class QuantLinear(nn.Module):
                 f"sparse_policy must be None, 'auto', 'smaller', 'never' or 'always', got "
                 f"{sparse_policy!r}")
         self.sparse_policy = sparse_policy
-        if isinstance(rows_per_call, bool) or not 1 <= int(rows_per_call) <= 1 << 20:
+        if isinstance(rows_per_call, bool) or not 1 <= int(rows_per_call) <= MAX_ROWS_PER_CALL:
             raise ValueError(f"rows_per_call must be in [1, 2**20], got {rows_per_call!r}")
         self.rows_per_call = int(rows_per_call)  # the rows "auto" timed the choice at
         self.packed = packed  # property: also caches the raw buffer of dense packings

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+MAX_ROWS_PER_CALL = 1 << 20  # CompressionConfig.rows_per_call, QuantLinear, the file's packing_rows
+
 
 @dataclass
 class CompressionConfig:
@@ -62,7 +64,7 @@ class CompressionConfig:
         one_of("mode", self.mode, ("global", "local"))
         one_of("sparse", self.sparse, ("auto", "smaller", "never", "always"))
         r = self.rows_per_call
-        if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= 1 << 20:
+        if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= MAX_ROWS_PER_CALL:
             raise ValueError(
                 f"CompressionConfig.rows_per_call must be an int in [1, 2**20], got {r!r}")
         if not 50.0 < float(self.percentile) <= 100.0:
