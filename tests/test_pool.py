@@ -56,6 +56,10 @@ def test_other_inputs_go_to_torch():
         pool(torch.randn(1, 2, 1, 1).contiguous(memory_format=torch.channels_last))
     with pytest.raises(ValueError, match="return_indices"):
         MaxPool2d.from_float(nn.MaxPool2d(2, return_indices=True))
+    # stride 0 is torch's error, not a silent stride of kernel_size (a bug caught in review)
+    x0 = torch.randn(1, 4, 8, 8).contiguous(memory_format=torch.channels_last)
+    with pytest.raises(RuntimeError, match="stride should not be zero"):
+        MaxPool2d(2, stride=0)(x0)
 
 
 def test_compress_swaps_pools_and_save_keeps_them(tmp_path):

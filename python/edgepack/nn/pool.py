@@ -35,7 +35,7 @@ class MaxPool2d(nn.MaxPool2d):
     def _params(self) -> tuple[int, ...] | None:
         p = getattr(self, "_native_params", None)
         if p is None:
-            k, s = _pair(self.kernel_size), _pair(self.stride or self.kernel_size)
+            k, s = _pair(self.kernel_size), _pair(self.stride)  # nn.MaxPool2d: None -> kernel
             pad, d = _pair(self.padding), _pair(self.dilation)
             vals = k + s + pad + d
             ok = (not self.return_indices and min(k + s + d) >= 1 and min(pad) >= 0
