@@ -183,9 +183,6 @@ def cmd_compress(args: argparse.Namespace) -> int:
     if not 0.0 <= args.prune < 1.0:
         raise SystemExit("--prune must be in [0, 1)")
     if args.prune > 0:
-        import copy
-
-        model = copy.deepcopy(model)
         edgepack.prune.blocks(model, args.prune, block=(1, 4))
         edgepack.prune.remove(model)
     fields: dict[str, Any] = {}

@@ -9,7 +9,8 @@ Variants (all built from the trained fp32 model, which is never modified):
   int8       edgepack.compress(model): every Conv2d / Linear on the int8 kernels
   pruned     block pruning (1x4 blocks, the sparse kernels' tile) raised gradually while
              fine-tuning, then edgepack.compress (sparse packing where it pays) -- pruned + int8
-  distilled  a half-width student trained by edgepack.distill from the fp32 teacher (fp32)
+  distilled  a half-width student (fp32) trained from the fp32 teacher by this module's own
+             loop (train, on edgepack.distill's kd_loss)
   optimized  edgepack.optimize(model): eval-mode clean-up, fp32
   all        distilled student -> block pruning + quantization-aware fine-tuning under
              distillation -> edgepack.compress
@@ -157,7 +158,7 @@ def random_shift(x: torch.Tensor, max_px: int, gen: torch.Generator) -> torch.Te
 
 def train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, epochs: int, lr: float = 2e-3,
           batch_size: int = 64, seed: int = 0, shift: int = 0, progress: bool = True,
-          desc: str = "train", step_callback: Callable[[int], None] | None = None,
+          desc: str = "train", step_callback: Callable[[int], object] | None = None,
           teacher: nn.Module | None = None, temperature: float = 4.0,
           alpha: float = 0.5) -> nn.Module:
     """Adam with a one-cycle schedule; optional distillation from `teacher` (edgepack.distill's
@@ -262,13 +263,10 @@ def _prune_while_training(model: nn.Module, x: torch.Tensor, y: torch.Tensor, r:
                                  frequency=max(1, end // 10), criterion="blocks", block=r.block,
                                  layers=list(r.prune_layers))
 
-    def cb(step: int) -> None:
-        pruner.step(step)
-
     train(model, x, y, epochs=epochs, lr=r.lr * r.finetune_lr_scale, batch_size=r.batch_size,
           seed=r.seed + 1,
-          shift=r.shift, progress=progress, desc=desc, step_callback=cb, teacher=teacher,
-          temperature=r.temperature, alpha=r.alpha)
+          shift=r.shift, progress=progress, desc=desc, step_callback=pruner.step,
+          teacher=teacher, temperature=r.temperature, alpha=r.alpha)
     prune.remove(model)
     return model
 

@@ -21,7 +21,6 @@ What is measured and how:
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -298,12 +297,7 @@ def _file_size(model: nn.Module, is_original: bool, tmp: str, name: str) -> tupl
         return os.path.getsize(path), "torch.save(state_dict)"
     import edgepack
 
-    save = getattr(edgepack, "save", None)
-    if save is None:  # only in builds without the compressed-artifact module
-        torch.save(model.state_dict(), path)
-        return os.path.getsize(path), "torch.save(state_dict)"
-    save(model, path)
-    return os.path.getsize(path), "edgepack.save"
+    return edgepack.save(model, path), "edgepack.save"
 
 
 def batch_of(example: Example, b: int) -> Example:
@@ -490,13 +484,10 @@ def report(
         except Exception as e:
             raise ValueError(f"model {name!r} fails on example_input: {e}") from e
 
-    old_torch = torch.get_num_threads()
-    try:
-        import edgepack
+    import edgepack
 
-        old_ep: Optional[int] = edgepack.get_num_threads()
-    except (ImportError, AttributeError):  # pragma: no cover
-        old_ep = None
+    old_torch = torch.get_num_threads()
+    old_ep = edgepack.get_num_threads()
     steps = len(models) * (len(bs) * len(ths) + 2)
     bar = _bar(steps, progress)
     rows: list[ModelStats] = []
@@ -529,10 +520,7 @@ def report(
     finally:
         bar.close()
         torch.set_num_threads(old_torch)
-        if old_ep is not None:
-            import edgepack
-
-            edgepack.set_num_threads(old_ep)
+        edgepack.set_num_threads(old_ep)
     rep = Report(rows, bs, ths, metric_name)
     if json_path is not None:
         rep.to_json(json_path)
@@ -561,7 +549,3 @@ def _bar(total: int, enabled: bool) -> Any:
         except ImportError:
             pass
     return _NoBar()
-
-
-def copy_model(m: nn.Module) -> nn.Module:
-    return copy.deepcopy(m)

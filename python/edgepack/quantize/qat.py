@@ -299,7 +299,4 @@ def convert_qat(model: nn.Module, config: Any = None, **compress_kwargs: Any) ->
     import edgepack
 
     plain = strip_qat(model).eval()
-    compress = getattr(edgepack, "compress", None)
-    if compress is None:  # pragma: no cover - only before the compression core is merged
-        raise RuntimeError("edgepack.compress is not available in this build")
-    return cast(nn.Module, compress(plain, config, **compress_kwargs))
+    return cast(nn.Module, edgepack.compress(plain, config, **compress_kwargs))
