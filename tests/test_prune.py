@@ -9,7 +9,6 @@ import pytest
 import torch
 from torch import nn
 
-import edgepack
 from edgepack import prune
 from edgepack.nn import _backend
 
@@ -298,8 +297,8 @@ def test_conv_groups_follow_kernel_k_order_and_pack_small(criterion):
     q = QuantConv2d.from_float(conv, sparse="always")
     assert q.linear.packed_kind == "sparse"
     wq, ws = (t.numpy() for t in quantize_weight(w))
-    dense = edgepack.pack_weights(wq, ws, bias=conv.bias.detach().numpy())
-    ratio = q.linear.packed.nbytes / dense.nbytes
+    q_dense = QuantConv2d.from_float(conv, sparse="never")  # pack_weights(wq, ws, bias)
+    ratio = q.linear.packed.nbytes / q_dense.linear.packed.nbytes
     if criterion == "blocks":
         assert ratio <= 0.45, ratio  # torch's (C_in, kh, kw) grouping packed at ~0.97x dense
     x = torch.randn(2, 32, 5, 5)
@@ -308,7 +307,7 @@ def test_conv_groups_follow_kernel_k_order_and_pack_small(criterion):
     with torch.no_grad():
         got = q_row(x).permute(0, 2, 3, 1).reshape(-1, 64).numpy()
         # the default per-image path: the same numbers as the dense packing
-        assert torch.equal(q(x), QuantConv2d.from_float(conv, sparse="never")(x))
+        assert torch.equal(q(x), q_dense(x))
     cols = _conv_im2col(x, 1, 3, 3).numpy()
     ref = reference.linear_int8_ref(cols, wq, ws, conv.bias.detach().numpy())
     np.testing.assert_array_equal(got, ref)

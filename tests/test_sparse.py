@@ -279,7 +279,7 @@ def test_relu_turns_negative_zero_into_positive_zero(m, bias_kind, threads):
         want = linear_int8_ref(x, w, scale, bias, relu)
         got = edgepack.sparse_linear_int8(x, p, relu=relu)
         np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32), err_msg=str(relu))
-    assert not np.signbit(edgepack.sparse_linear_int8(x, p, relu=True)).any()
+    assert not np.signbit(got).any()  # got: the relu=True output (the loop's last pass)
     if hasattr(edgepack, "pack_weights"):  # the dense path follows the same spec
         d = edgepack.pack_weights(w, scale, bias=bias)
         np.testing.assert_array_equal(
@@ -292,7 +292,7 @@ _ISA_SCRIPT = textwrap.dedent(
     """
     import numpy as np, edgepack
     from edgepack import _core
-    from edgepack.reference import epilogue_ref, linear_int8_ref
+    from edgepack.reference import linear_int8_ref
     import test_sparse as t
     assert edgepack.cpu_info()["kernels"]["sparse"] == "{isa}", edgepack.cpu_info()["kernels"]
     for threads in (1, 2):
@@ -308,9 +308,9 @@ _ISA_SCRIPT = textwrap.dedent(
                     assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), (
                         threads, blk, sp, m)
                 x = t.xs(3, 130, seed=3) * np.float32(1e-30)  # relu of -0.0 (see test_relu_...)
+                pz = edgepack.pack_sparse(w, s * np.float32(1e-20), block=(1, blk))
                 for relu in (False, True):
                     want = linear_int8_ref(x, w, s * np.float32(1e-20), None, relu)
-                    pz = edgepack.pack_sparse(w, s * np.float32(1e-20), block=(1, blk))
                     for xm in (x[:1], x):
                         got = edgepack.sparse_linear_int8(xm, pz, relu=relu)
                         assert np.array_equal(
@@ -362,14 +362,16 @@ def test_pack_auto_needs_dense_path():
         )
     # Sparse exactly when the layer's block sparsity reaches the measured crossover and the
     # sparse packing is not bigger than the dense one.
+    picks = []
     for wq in (w, very_sparse):
         sp = edgepack.pack_sparse(wq, scale)
         smaller = sp.nbytes <= edgepack.pack_weights(wq, scale).nbytes
         chosen = edgepack.pack_auto(wq, scale, batch=1)
+        picks.append(chosen)
         want = sp.block_sparsity >= c and smaller
         assert isinstance(chosen, edgepack.PackedSparseLinear) == want, (sp.block_sparsity, c)
     # An unpruned layer is never packed sparse (it would be bigger), whatever the timing said.
-    assert not isinstance(edgepack.pack_auto(w, scale, batch=1), edgepack.PackedSparseLinear)
+    assert not isinstance(picks[0], edgepack.PackedSparseLinear)  # picks[0]: w
 
 
 def test_pack_auto_times_only_what_could_be_chosen(monkeypatch):
